@@ -1,0 +1,1 @@
+"""Data card templates and the renderer that fills them from a build."""

@@ -1,0 +1,59 @@
+"""Render the dataset card (the output directory's README.md) from a build."""
+from __future__ import annotations
+
+from pathlib import Path
+from string import Template
+from typing import TYPE_CHECKING
+
+import pyarrow.parquet as pq
+
+from repopeftbench import __version__
+from repopeftbench.schema import FILE_SPLITS, SCHEMA_VERSION
+from repopeftbench.stats import compute_stats, format_stats, markdown_table
+
+if TYPE_CHECKING:
+    from repopeftbench.build import BuildConfig
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def yaml_header(out_dir: Path) -> str:
+    """Hugging Face dataset-card YAML declaring one config per table."""
+    lines = ["license: other", "pretty_name: RepoPeftBench", "task_categories:",
+             "- text-generation", "tags:", "- code", "- python", "configs:",
+             "- config_name: static", "  default: true", "  data_files:"]
+    for split in FILE_SPLITS:
+        lines += [f"  - split: {split}", f"    path: static/{split}.parquet"]
+    lines += ["- config_name: repos", "  data_files:", "  - split: all", "    path: repos.parquet"]
+    return "\n".join(lines)
+
+
+def _sources(out_dir: Path) -> str:
+    repos = pq.read_table(out_dir / "repos.parquet").to_pylist()
+    rows = [[r["repo_id"], r["url"], r["license"] or "unknown",
+             r["stars"] if r["stars"] is not None else "-",
+             (r["commit_sha"] or "-")[:12], r["cross_repo_split"], r["n_tasks"], r["status"]]
+            for r in repos]
+    return markdown_table(["repo", "url", "licence", "stars", "commit", "split", "tasks", "status"], rows)
+
+
+def _failures(report: dict) -> str:
+    failed = [r for r in report["repos"] if r["status"] != "ok"]
+    if not failed and report["n_failures"] == 0:
+        return "All listed repositories were mined."
+    return (f"{report['n_failures']} listed repositories or rows gave no tasks; "
+            "`failures.jsonl` names each with its reason.")
+
+
+def render_card(out_dir: Path, config: "BuildConfig", report: dict) -> str:
+    template = Template((TEMPLATES / "static.md").read_text())
+    static = config.static
+    return template.substitute(
+        yaml_header=yaml_header(out_dir), n_repos_ok=report["n_repos_ok"], version=__version__,
+        schema_version=SCHEMA_VERSION, config_hash=config.hash(),
+        cutoff_note=f", {config.cutoff}" if config.cutoff else "; no cutoff was set",
+        statistics=format_stats(compute_stats(out_dir)), sources=_sources(out_dir),
+        failures=_failures(report), max_target_chars=static.max_target_chars,
+        cap_per_function=static.cap_per_function, cap_per_file=static.cap_per_file,
+        cap_per_repo=static.cap_per_repo, prefix_max_lines=static.prefix_max_lines,
+        max_file_bytes=static.max_file_bytes)

@@ -1,0 +1,1 @@
+"""Repository acquisition and the static/evolution miners."""

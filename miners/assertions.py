@@ -1,0 +1,161 @@
+"""Finding assertion tasks in a tree-sitter-python syntax tree (SPEC section 4).
+
+A ``Candidate`` marks where the prefix is cut (``cut``, a byte offset) and where the
+target ends (``end``); ``main`` is the expression whose kind gives the target type.
+The scope chain (enclosing classes and functions) feeds the structured prefix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tree_sitter import Node
+
+UNITTEST_RAISES = frozenset({"assertRaises", "assertRaisesRegex", "assertRaisesRegexp",
+                             "assertWarns", "assertWarnsRegex"})
+UNITTEST_ONE_ARG = frozenset({"assertTrue", "assertFalse", "assertIsNone", "assertIsNotNone",
+                              "assert_", "failUnless", "failIf"})
+MOCK_ASSERTS = frozenset({
+    "assert_called", "assert_called_once", "assert_called_with", "assert_called_once_with",
+    "assert_any_call", "assert_has_calls", "assert_not_called", "assert_awaited",
+    "assert_awaited_once", "assert_awaited_with", "assert_awaited_once_with",
+    "assert_any_await", "assert_has_awaits", "assert_not_awaited"})
+_NOT_ARGS = frozenset({"keyword_argument", "comment", "dictionary_splat"})
+_SCOPES = frozenset({"function_definition", "class_definition"})
+
+
+@dataclass(frozen=True)
+class Candidate:
+    family: str           # one of schema.ASSERTION_TYPES
+    cut: int              # byte offset where the prefix ends and the target starts
+    end: int              # byte offset where the target ends
+    main: Node            # expression that decides the target type
+    scopes: tuple[Node, ...]  # enclosing class/function definitions, outermost first
+
+    @property
+    def function(self) -> Node | None:
+        """Outermost enclosing function: the test (or helper) the assertion belongs to."""
+        return next((s for s in self.scopes if s.type == "function_definition"), None)
+
+    @property
+    def classes(self) -> tuple[Node, ...]:
+        """Classes enclosing that function (outermost first)."""
+        out = []
+        for s in self.scopes:
+            if s.type == "function_definition":
+                break
+            out.append(s)
+        return tuple(out)
+
+
+def _named(node: Node) -> list[Node]:
+    return [c for c in node.named_children if c.type != "comment"]
+
+
+def _callee_name(call: Node) -> tuple[str | None, Node | None]:
+    """Last identifier of the called expression, and the object it is looked up on."""
+    fn = call.child_by_field_name("function")
+    if fn is None:
+        return None, None
+    if fn.type == "identifier":
+        return fn.text.decode(), None
+    if fn.type == "attribute":
+        attr = fn.child_by_field_name("attribute")
+        return (attr.text.decode() if attr is not None else None), fn.child_by_field_name("object")
+    return None, None
+
+
+def _args(call: Node) -> tuple[Node | None, list[Node]]:
+    arglist = call.child_by_field_name("arguments")
+    if arglist is None or arglist.type != "argument_list":
+        return None, []
+    return arglist, [a for a in arglist.named_children if a.type not in _NOT_ARGS]
+
+
+def _from_arg(family: str, arglist: Node, args: list[Node], index: int,
+              scopes: tuple[Node, ...]) -> Candidate | None:
+    if len(args) <= index:
+        return None
+    arg = args[index]
+    return Candidate(family, arg.start_byte, arglist.end_byte, arg, scopes)
+
+
+def _whole_args(family: str, call: Node, scopes: tuple[Node, ...]) -> Candidate | None:
+    arglist, args = _args(call)
+    if arglist is None or not arglist.named_children:
+        return None
+    first = next((a for a in arglist.named_children if a.type != "comment"), None)
+    if first is None:
+        return None
+    main = args[0] if args else first
+    return Candidate(family, first.start_byte, arglist.end_byte, main, scopes)
+
+
+def _is_approx(node: Node) -> bool:
+    return node.type == "call" and _callee_name(node)[0] == "approx"
+
+
+def candidate_for_assert(stmt: Node, scopes: tuple[Node, ...]) -> Candidate | None:
+    """Bare ``assert`` with a comparison: target is the first comparator (or approx args)."""
+    exprs = _named(stmt)
+    if not exprs:
+        return None
+    expr = exprs[0]
+    while expr.type == "parenthesized_expression" and len(_named(expr)) == 1:
+        expr = _named(expr)[0]
+    if expr.type != "comparison_operator":
+        return None
+    operands = _named(expr)
+    if len(operands) < 2:
+        return None
+    comparator = operands[1]
+    if _is_approx(comparator):
+        return _whole_args("approx", comparator, scopes)
+    return Candidate("assert", comparator.start_byte, comparator.end_byte, comparator, scopes)
+
+
+def candidate_for_call(call: Node, scopes: tuple[Node, ...]) -> Candidate | None:
+    """unittest ``self.assert*``, ``pytest.raises``, and numpy-style ``assert_*`` calls."""
+    name, obj = _callee_name(call)
+    if not name:
+        return None
+    obj_text = obj.text.decode(errors="replace") if obj is not None else ""
+    if name == "raises" and obj_text in ("pytest", ""):
+        return _whole_args("raises", call, scopes)
+    if obj_text in ("self", "cls") and name.startswith("assert") and not name.startswith("assert_"):
+        if name in UNITTEST_RAISES:
+            return _whole_args("raises", call, scopes)
+        arglist, args = _args(call)
+        if arglist is None:
+            return None
+        if name in UNITTEST_ONE_ARG or len(args) < 2:
+            return _from_arg("unittest", arglist, args, 0, scopes)
+        return _from_arg("unittest", arglist, args, 1, scopes)
+    if name.startswith("assert_") and name not in MOCK_ASSERTS and "mock" not in obj_text.lower():
+        arglist, args = _args(call)
+        if arglist is None:
+            return None
+        return _from_arg("numpy", arglist, args, 1 if len(args) >= 2 else 0, scopes)
+    return None
+
+
+def find_candidates(root: Node) -> list[Candidate]:
+    """All assertion candidates of a module, in source order."""
+    found: list[Candidate] = []
+    stack: list[tuple[Node, tuple[Node, ...]]] = [(root, ())]
+    while stack:
+        node, scopes = stack.pop()
+        cand = None
+        if node.type == "assert_statement":
+            cand = candidate_for_assert(node, scopes)
+            if cand is not None:
+                found.append(cand)
+            continue  # one task per assert statement at most
+        if node.type == "call":
+            cand = candidate_for_call(node, scopes)
+            if cand is not None:
+                found.append(cand)
+                continue
+        inner = scopes + (node,) if node.type in _SCOPES else scopes
+        stack.extend((child, inner) for child in reversed(node.children))
+    found.sort(key=lambda c: c.cut)
+    return found

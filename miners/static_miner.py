@@ -1,0 +1,163 @@
+"""Static track miner: one snapshot of a repository -> assertion-completion tasks."""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import tree_sitter_python
+from tree_sitter import Language, Node, Parser
+
+from .assertions import find_candidates
+from .filters import apply_caps, filter_reason
+from .git import GitRepo, TreeEntry
+from .prefix import line_starts, structured_prefix
+from .targets import comment_ranges, flatten, target_type
+from .testfiles import is_test_file
+
+PY_LANGUAGE = Language(tree_sitter_python.language())
+
+# File-level skip reasons, counted per repository.
+FILE_SKIPS = ("symlink", "too_large", "missing_object", "binary", "non_utf8", "syntax_error")
+
+
+@dataclass(frozen=True)
+class StaticMinerConfig:
+    max_file_bytes: int = 1_000_000
+    prefix_max_lines: int = 600
+    max_target_chars: int = 500
+    cap_per_function: int = 5
+    cap_per_file: int = 20
+    cap_per_repo: int = 200
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class StaticResult:
+    rows: list[dict]                       # STATIC columns minus the split columns
+    n_test_files: int
+    filter_counts: Counter = field(default_factory=Counter)
+    file_skips: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    n_candidates: int = 0
+
+
+def make_parser() -> Parser:
+    return Parser(PY_LANGUAGE)
+
+
+def task_id(repo_id: str, test_file: str, test_class: str | None, test_function: str,
+            family: str, target: str) -> str:
+    """Stable id from content and position; unique within a repo after (file, target) dedup."""
+    key = "\0".join([repo_id, test_file, test_class or "", test_function, family, target])
+    return hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()[:20]
+
+
+def first_error_line(root: Node) -> int:
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type == "ERROR" or node.is_missing:
+            return node.start_point.row + 1
+        if node.has_error:
+            stack.extend(reversed(node.children))
+    return root.start_point.row + 1
+
+
+def decode_python(data: bytes) -> tuple[str | None, str | None]:
+    """(reason to skip, or None). Binary (NUL bytes) and non-UTF-8 files are skipped."""
+    if b"\0" in data:
+        return "binary", "contains NUL bytes"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return "non_utf8", f"invalid UTF-8 at byte {exc.start}"
+    return None, None
+
+
+def read_test_file(repo: GitRepo, entry: TreeEntry, config: StaticMinerConfig
+                   ) -> tuple[bytes | None, str | None, str]:
+    """File bytes, or (None, skip reason, detail)."""
+    if entry.is_symlink:
+        return None, "symlink", "symbolic link (never followed)"
+    if entry.size > config.max_file_bytes:
+        return None, "too_large", f"{entry.size} bytes > max_file_bytes={config.max_file_bytes}"
+    data = repo.read_blob(entry.oid)
+    if data is None:
+        return None, "missing_object", f"blob {entry.oid} is missing from the repository"
+    reason, detail = decode_python(data)
+    if reason:
+        return None, reason, detail or ""
+    return data, None, ""
+
+
+def tasks_in_file(source: bytes, root: Node, path: str, repo_id: str, commit_sha: str,
+                  commit_idx: int, config: StaticMinerConfig, counts: Counter) -> tuple[list[dict], int]:
+    """Filtered (not yet capped) tasks of one parsed test file, and the candidate count."""
+    starts = line_starts(source)
+    rows: list[dict] = []
+    seen_targets: set[str] = set()
+    candidates = find_candidates(root)
+    for cand in candidates:
+        target = flatten(source, cand.cut, cand.end, comment_ranges(root, cand.cut, cand.end))
+        func = cand.function
+        prefix = structured_prefix(source, starts, root, cand, config.prefix_max_lines) if func else ""
+        reason = filter_reason(func is not None, prefix, target, config.max_target_chars)
+        if reason is None and target in seen_targets:
+            reason = "duplicate"
+        if reason:
+            counts[reason] += 1
+            continue
+        seen_targets.add(target)
+        assert func is not None
+        fname = func.child_by_field_name("name")
+        test_function = fname.text.decode(errors="replace") if fname is not None else ""
+        classes = [c.child_by_field_name("name") for c in cand.classes]
+        test_class = ".".join(c.text.decode(errors="replace") for c in classes if c is not None) or None
+        row_idx = cand.main.start_point.row if cand.main.start_byte == cand.cut else None
+        lineno = (row_idx if row_idx is not None else source.count(b"\n", 0, cand.cut)) + 1
+        col = cand.cut - starts[lineno - 1]
+        rows.append({
+            "task_id": task_id(repo_id, path, test_class, test_function, cand.family, target),
+            "repo_id": repo_id, "commit_sha": commit_sha, "commit_idx": commit_idx,
+            "test_file": path, "lineno": lineno, "col_offset": col, "byte_offset": cand.cut,
+            "assertion_type": cand.family, "target_type": target_type(cand.main),
+            "test_class": test_class, "test_function": test_function,
+            "prefix": prefix, "target": target,
+        })
+    return rows, len(candidates)
+
+
+def mine_static(repo: GitRepo, commit_sha: str, repo_id: str, config: StaticMinerConfig,
+                commit_idx: int = 0, seed: int = 0) -> StaticResult:
+    """Mine the static track of one snapshot: filters and caps applied, rows in file order."""
+    parser = make_parser()
+    entries = sorted((e for e in repo.ls_tree(commit_sha) if e.kind == "blob" and is_test_file(e.path)),
+                     key=lambda e: e.path)
+    result = StaticResult(rows=[], n_test_files=len(entries))
+    counts = result.filter_counts
+    all_rows: list[dict] = []
+    for entry in entries:
+        data, reason, detail = read_test_file(repo, entry, config)
+        if data is None:
+            result.file_skips.append((entry.path, f"{reason}: {detail}"))
+            counts[f"file_{reason}"] += 1
+            continue
+        tree = parser.parse(data)
+        if tree.root_node.has_error:
+            line = first_error_line(tree.root_node)
+            result.file_skips.append((entry.path, f"syntax_error: does not parse (line {line})"))
+            counts["file_syntax_error"] += 1
+            continue
+        rows, n_cand = tasks_in_file(data, tree.root_node, entry.path, repo_id, commit_sha,
+                                     commit_idx, config, counts)
+        result.n_candidates += n_cand
+        all_rows.extend(rows)
+    caps = [("cap_function", lambda r: (r["test_file"], r["test_class"], r["test_function"]),
+             config.cap_per_function),
+            ("cap_file", lambda r: r["test_file"], config.cap_per_file),
+            ("cap_repo", lambda r: 0, config.cap_per_repo)]
+    result.rows = apply_caps(all_rows, caps, kind=lambda r: r["target_type"],
+                             ident=lambda r: r["task_id"], seed=seed, counts=counts)
+    return result

@@ -1,0 +1,76 @@
+"""Target text and target type (SPEC section 4)."""
+from __future__ import annotations
+
+from tree_sitter import Node
+
+_OPENERS = ("(", "[", "{")
+_CLOSERS = (")", "]", "}")
+
+_NUMERIC = frozenset({"integer", "float"})
+_STRING = frozenset({"string", "concatenated_string"})
+_BOOL_NONE = frozenset({"true", "false", "none"})
+_VARIABLE = frozenset({"identifier", "attribute"})
+_COLLECTION = frozenset({"list", "tuple", "dictionary", "set", "list_comprehension",
+                         "dictionary_comprehension", "set_comprehension", "generator_expression"})
+
+
+def comment_ranges(node: Node, start: int, end: int) -> list[tuple[int, int]]:
+    """Byte ranges of comments lying within [start, end) under ``node``."""
+    out = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.end_byte <= start or n.start_byte >= end:
+            continue
+        if n.type == "comment":
+            out.append((n.start_byte, n.end_byte))
+        else:
+            stack.extend(n.children)
+    return sorted(out)
+
+
+def flatten(source: bytes, start: int, end: int, comments: list[tuple[int, int]]) -> str:
+    """Target text of ``source[start:end]``; a multi-line target becomes one line.
+
+    Comments are dropped and each line break with its indentation becomes one space,
+    or nothing right after an opening or before a closing bracket. A single-line
+    target is returned unchanged (its inner spacing may be inside a string literal).
+    """
+    pieces, pos = [], start
+    for c_start, c_end in comments:
+        pieces.append(source[pos:c_start])
+        pos = c_end
+    pieces.append(source[pos:end])
+    text = b"".join(pieces).decode("utf-8", errors="replace")
+    if "\n" not in text:
+        return text
+    lines = [ln.strip() for ln in text.replace("\\\n", "\n").splitlines()]
+    lines = [ln for ln in lines if ln]
+    out = lines[0] if lines else ""
+    for ln in lines[1:]:
+        out += ln if out.endswith(_OPENERS) or ln.startswith(_CLOSERS) else " " + ln
+    return out
+
+
+def target_type(node: Node) -> str:
+    """One of schema.TARGET_TYPES for the expression the target starts with."""
+    while node.type == "parenthesized_expression" and node.named_child_count == 1:
+        node = node.named_children[0]
+    t = node.type
+    if t in _NUMERIC:
+        return "numeric"
+    if t == "unary_operator":
+        operand = node.child_by_field_name("argument")
+        if operand is not None and operand.type in _NUMERIC:
+            return "numeric"
+    if t in _STRING:
+        return "string"
+    if t in _BOOL_NONE:
+        return "bool_none"
+    if t in _VARIABLE:
+        return "variable"
+    if t in _COLLECTION:
+        return "collection"
+    if t == "call":
+        return "call"
+    return "complex"

@@ -1,0 +1,121 @@
+"""The ``repopeftbench`` command line."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from miners.static_miner import StaticMinerConfig
+
+    from .build import BuildConfig, build
+    from .repolist import RepoListError
+    from .stats import markdown_table
+
+    try:
+        config = BuildConfig(
+            tracks=tuple(args.tracks.split(",")), seed=args.seed, cutoff=args.cutoff,
+            static=StaticMinerConfig(max_file_bytes=args.max_file_bytes,
+                                     prefix_max_lines=args.prefix_max_lines,
+                                     cap_per_function=args.cap_per_function,
+                                     cap_per_file=args.cap_per_file,
+                                     cap_per_repo=args.cap_per_repo))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = build(args.repos, args.out, config, workers=args.workers,
+                        cache_dir=args.cache_dir, refresh=args.refresh,
+                        progress=not args.no_progress)
+    except RepoListError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"\nBuilt {args.out}: {summary.n_ok}/{summary.n_repos} repositories mined, "
+          f"{sum(summary.split_sizes.values())} static tasks.")
+    print(markdown_table(["split", "tasks"], [[k, v] for k, v in summary.split_sizes.items()]))
+    if summary.filter_counts:
+        print(markdown_table(["filtered (first reason)", "count"],
+                             [[k, v] for k, v in summary.filter_counts.items()]))
+    if summary.failures:
+        print(f"\n{len(summary.failures)} failure(s), listed in {Path(args.out) / 'failures.jsonl'}:")
+        for f in summary.failures[:20]:
+            print(f"  {f['repo_id'] or f['source']}: {f['reason']}")
+        if len(summary.failures) > 20:
+            print(f"  ... and {len(summary.failures) - 20} more")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from .stats import compute_stats, format_stats
+
+    try:
+        stats = compute_stats(args.dir)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        import json
+        print(json.dumps(stats, indent=2, sort_keys=True))
+    else:
+        print(format_stats(stats))
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="repopeftbench",
+        description="Build and evaluate RepoPeftBench, the repository-adaptation benchmark.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", help="mine repositories into benchmark Parquet tables",
+                       description="Mine a list of repositories into the benchmark tables, "
+                                   "with a data card and a manifest. Reruns resume.")
+    b.add_argument("--repos", required=True, help="repository list (.csv, .tsv or .jsonl) with "
+                   "columns repo_id, url and optionally sha, license, stars, created_at, split")
+    b.add_argument("--out", required=True, help="output directory")
+    b.add_argument("--tracks", default="static", help="comma-separated tracks (default: static)")
+    b.add_argument("--workers", type=_positive_int, default=min(4, os.cpu_count() or 1),
+                   help="worker processes, one repository each (default: min(4, CPUs))")
+    b.add_argument("--seed", type=int, default=0, help="split and sampling seed (default: 0)")
+    b.add_argument("--cutoff", default=None, help="ISO date: in-distribution histories end here; "
+                   "repositories created later are out-of-distribution (ood)")
+    b.add_argument("--cache-dir", default=None,
+                   help="where remote repositories are cloned (default: OUT/.cache/repos)")
+    b.add_argument("--refresh", action="store_true", help="fetch new commits into cached clones")
+    b.add_argument("--max-file-bytes", type=_positive_int, default=1_000_000,
+                   help="skip test files larger than this (default: 1000000)")
+    b.add_argument("--prefix-max-lines", type=_positive_int, default=600)
+    b.add_argument("--cap-per-function", type=_positive_int, default=5)
+    b.add_argument("--cap-per-file", type=_positive_int, default=20)
+    b.add_argument("--cap-per-repo", type=_positive_int, default=200)
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("stats", help="print statistics of a built benchmark",
+                       description="Print split sizes, family and target-type mix, lengths "
+                                   "and filter counts of a built benchmark directory.")
+    s.add_argument("dir", help="benchmark directory written by 'build'")
+    s.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    s.set_defaults(func=cmd_stats)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The one contract between pipeline stages: Arrow schemas of every table.
+
+Miners write these tables, methods and evaluators read them. A change to any
+column bumps ``SCHEMA_VERSION``; the version is stored in every Parquet file's
+schema metadata and in the build manifest.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1.0"
+
+# Values of the two split axes stored on every row (SPEC section 6).
+CROSS_REPO_SPLITS = ("train", "cr_val", "cr_test", "ood")
+IN_REPO_SPLITS = ("train", "val", "test")
+
+# Assertion families (SPEC section 4) and target types used for stratification.
+ASSERTION_TYPES = ("assert", "unittest", "raises", "approx", "numpy")
+TARGET_TYPES = ("numeric", "string", "bool_none", "variable", "collection", "call", "complex")
+
+# Published file splits: name -> (cross_repo_split, in_repo_split or None for any).
+FILE_SPLITS: dict[str, tuple[str, str | None]] = {
+    "train": ("train", "train"),
+    "validation_in_repo": ("train", "val"),
+    "test_in_repo": ("train", "test"),
+    "validation_cross_repo": ("cr_val", None),
+    "test_cross_repo": ("cr_test", None),
+    "test_ood": ("ood", None),
+}
+
+
+def _schema(fields: list[pa.Field], table: str) -> pa.Schema:
+    return pa.schema(fields, metadata={"repopeftbench.table": table,
+                                       "repopeftbench.schema_version": SCHEMA_VERSION})
+
+
+REPOS = _schema([
+    pa.field("repo_id", pa.string(), nullable=False),
+    pa.field("url", pa.string(), nullable=False),
+    pa.field("commit_sha", pa.string()),          # snapshot mined (null when failed)
+    pa.field("commit_timestamp", pa.int64()),     # committer time of the snapshot, UTC seconds
+    pa.field("license", pa.string()),
+    pa.field("stars", pa.int64()),
+    pa.field("created_at", pa.string()),          # ISO-8601, from the list or the root commit
+    pa.field("cross_repo_split", pa.string()),
+    pa.field("status", pa.string(), nullable=False),  # "ok" or "failed"
+    pa.field("failure_reason", pa.string()),
+    pa.field("n_test_files", pa.int32()),
+    pa.field("n_tasks", pa.int32()),
+], "repos")
+
+STATIC = _schema([
+    pa.field("task_id", pa.string(), nullable=False),
+    pa.field("repo_id", pa.string(), nullable=False),
+    pa.field("commit_sha", pa.string(), nullable=False),
+    pa.field("commit_idx", pa.int32(), nullable=False),  # first-parent position of the snapshot
+    pa.field("test_file", pa.string(), nullable=False),
+    pa.field("lineno", pa.int32(), nullable=False),       # 1-based line of the target start
+    pa.field("col_offset", pa.int32(), nullable=False),   # byte column of the target start
+    pa.field("byte_offset", pa.int64(), nullable=False),  # byte offset of the cut in the file
+    pa.field("assertion_type", pa.string(), nullable=False),
+    pa.field("target_type", pa.string(), nullable=False),
+    pa.field("test_class", pa.string()),                  # dotted for nested classes
+    pa.field("test_function", pa.string(), nullable=False),
+    pa.field("prefix", pa.string(), nullable=False),
+    pa.field("target", pa.string(), nullable=False),
+    pa.field("cross_repo_split", pa.string(), nullable=False),
+    pa.field("in_repo_split", pa.string(), nullable=False),
+], "static")
+
+COMMITS = _schema([
+    pa.field("repo_id", pa.string(), nullable=False),
+    pa.field("cross_repo_split", pa.string(), nullable=False),
+    pa.field("commit_index", pa.int32(), nullable=False),
+    pa.field("commit_sha", pa.string(), nullable=False),
+    pa.field("commit_timestamp", pa.int64(), nullable=False),
+    pa.field("author_timestamp", pa.int64(), nullable=False),
+    pa.field("in_repo_split", pa.string(), nullable=False),
+    pa.field("production_code_diff", pa.string(), nullable=False),
+    pa.field("n_new_assertions", pa.int32(), nullable=False),
+    pa.field("n_added_assertions", pa.int32(), nullable=False),
+    pa.field("n_modified_assertions", pa.int32(), nullable=False),
+], "commits")
+
+EVOLUTION = _schema([
+    pa.field("task_id", pa.string(), nullable=False),
+    pa.field("repo_id", pa.string(), nullable=False),
+    pa.field("cross_repo_split", pa.string(), nullable=False),
+    pa.field("commit_index", pa.int32(), nullable=False),
+    pa.field("commit_sha", pa.string(), nullable=False),
+    pa.field("in_repo_split", pa.string(), nullable=False),
+    pa.field("test_file", pa.string(), nullable=False),
+    pa.field("lineno", pa.int32(), nullable=False),
+    pa.field("col_offset", pa.int32(), nullable=False),
+    pa.field("assertion_type", pa.string(), nullable=False),
+    pa.field("target_type", pa.string(), nullable=False),
+    pa.field("test_function", pa.string(), nullable=False),
+    pa.field("prefix", pa.string(), nullable=False),
+    pa.field("target", pa.string(), nullable=False),
+], "evolution")
+
+TABLES: dict[str, pa.Schema] = {"repos": REPOS, "static": STATIC,
+                                "commits": COMMITS, "evolution": EVOLUTION}
+
+
+def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Build a table with exactly ``schema``'s columns; a missing or extra key is a bug."""
+    names = schema.names
+    for i, row in enumerate(rows):
+        if set(row) != set(names):
+            missing, extra = set(names) - set(row), set(row) - set(names)
+            raise ValueError(f"row {i} does not match schema "
+                             f"{schema.metadata[b'repopeftbench.table'].decode()}: "
+                             f"missing={sorted(missing)} extra={sorted(extra)}")
+    columns = {n: [r[n] for r in rows] for n in names}
+    return pa.table(columns, schema=schema)
