@@ -17,14 +17,14 @@ if TYPE_CHECKING:
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def yaml_header(out_dir: Path) -> str:
+def yaml_header(split_sizes: dict[str, int]) -> str:
     """Hugging Face dataset-card YAML declaring one config per table."""
     lines = ["license: other", "pretty_name: RepoPeftBench", "task_categories:",
              "- text-generation", "tags:", "- code", "- python", "configs:",
              "- config_name: static", "  default: true", "  data_files:"]
-    for split in FILE_SPLITS:
+    for split in (s for s in FILE_SPLITS if split_sizes.get(s)):
         lines += [f"  - split: {split}", f"    path: static/{split}.parquet"]
-    lines += ["- config_name: repos", "  data_files:", "  - split: all", "    path: repos.parquet"]
+    lines += ["- config_name: repos", "  data_files:", "  - split: repos", "    path: repos.parquet"]
     return "\n".join(lines)
 
 
@@ -49,7 +49,7 @@ def render_card(out_dir: Path, config: "BuildConfig", report: dict) -> str:
     template = Template((TEMPLATES / "static.md").read_text())
     static = config.static
     return template.substitute(
-        yaml_header=yaml_header(out_dir), n_repos_ok=report["n_repos_ok"], version=__version__,
+        yaml_header=yaml_header(report["split_sizes"]), n_repos_ok=report["n_repos_ok"], version=__version__,
         schema_version=SCHEMA_VERSION, config_hash=config.hash(),
         cutoff_note=f", {config.cutoff}" if config.cutoff else "; no cutoff was set",
         statistics=format_stats(compute_stats(out_dir)), sources=_sources(out_dir),

@@ -1,9 +1,10 @@
 """Prefixes: the structured static prefix and the whole-file evolution prefix.
 
-Static prefix (SPEC section 4), in source order: module-level statements before the
-test; helper functions, helper classes and fixtures defined before it; each
-enclosing class's header, class attributes, setUp/tearDown-style methods and helper
-methods; then the test function with its decorators up to the cut. At most
+Static prefix (SPEC section 4): module-level statements before the test; helper
+functions, helper classes and fixtures defined before it; each enclosing class's
+header, class attributes and helper methods defined before the test and its
+setUp/tearDown-style methods wherever they are (all in source order); then the test
+function with its decorators up to the cut. At most
 ``max_lines`` lines are kept, cut from the top.
 """
 from __future__ import annotations
@@ -109,8 +110,10 @@ def structured_prefix(source: bytes, starts: list[int], root: Node, cand: Candid
         if body is not None:
             _helper_rows(list(body.named_children), func_top.start_byte, rows, True, chain)
     cut_row = bisect_right(starts, cand.cut) - 1
-    rows.update(range(func_top.start_point.row, cut_row))
-    ordered = [source[starts[r]:starts[r + 1]] for r in sorted(r for r in rows if r < cut_row)]
+    func_rows = range(func_top.start_point.row, cut_row)
+    # Context first (a tearDown written after the test moves up), then the test function.
+    context = sorted(r for r in rows if r not in func_rows and r != cut_row)
+    ordered = [source[starts[r]:starts[r + 1]] for r in (*context, *func_rows)]
     ordered.append(source[starts[cut_row]:cand.cut])
     if len(ordered) > max_lines:
         ordered = ordered[-max_lines:]

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import tree_sitter_python
-from tree_sitter import Language, Node, Parser
+from tree_sitter import Language, Node, Parser, Query, QueryCursor
 
 from .assertions import find_candidates
 from .filters import apply_caps, filter_reason
@@ -16,6 +16,8 @@ from .targets import comment_ranges, flatten, target_type
 from .testfiles import is_test_file
 
 PY_LANGUAGE = Language(tree_sitter_python.language())
+# The grammar still accepts Python 2 print/exec statements; Python 3 does not.
+_PY2_QUERY = Query(PY_LANGUAGE, "(print_statement) @py2 (exec_statement) @py2")
 
 # File-level skip reasons, counted per repository.
 FILE_SKIPS = ("symlink", "too_large", "missing_object", "binary", "non_utf8", "syntax_error")
@@ -63,6 +65,17 @@ def first_error_line(root: Node) -> int:
         if node.has_error:
             stack.extend(reversed(node.children))
     return root.start_point.row + 1
+
+
+def syntax_problem(root: Node) -> str | None:
+    """Why a parsed file is not valid Python 3, or None."""
+    if root.has_error:
+        return f"does not parse (line {first_error_line(root)})"
+    py2 = QueryCursor(_PY2_QUERY).captures(root).get("py2")
+    if py2:
+        first = min(n.start_point.row for n in py2) + 1
+        return f"Python 2 syntax (line {first})"
+    return None
 
 
 def decode_python(data: bytes) -> tuple[str | None, str | None]:
@@ -145,19 +158,24 @@ def mine_static(repo: GitRepo, commit_sha: str, repo_id: str, config: StaticMine
             counts[f"file_{reason}"] += 1
             continue
         tree = parser.parse(data)
-        if tree.root_node.has_error:
-            line = first_error_line(tree.root_node)
-            result.file_skips.append((entry.path, f"syntax_error: does not parse (line {line})"))
+        problem = syntax_problem(tree.root_node)
+        if problem:
+            result.file_skips.append((entry.path, f"syntax_error: {problem}"))
             counts["file_syntax_error"] += 1
             continue
         rows, n_cand = tasks_in_file(data, tree.root_node, entry.path, repo_id, commit_sha,
                                      commit_idx, config, counts)
         result.n_candidates += n_cand
         all_rows.extend(rows)
+    result.rows = cap_tasks(all_rows, config, seed, counts)
+    return result
+
+
+def cap_tasks(rows: list[dict], config: StaticMinerConfig, seed: int, counts: Counter) -> list[dict]:
+    """Per-function, then per-file, then per-repository caps, stratified by target type."""
     caps = [("cap_function", lambda r: (r["test_file"], r["test_class"], r["test_function"]),
              config.cap_per_function),
             ("cap_file", lambda r: r["test_file"], config.cap_per_file),
             ("cap_repo", lambda r: 0, config.cap_per_repo)]
-    result.rows = apply_caps(all_rows, caps, kind=lambda r: r["target_type"],
-                             ident=lambda r: r["task_id"], seed=seed, counts=counts)
-    return result
+    return apply_caps(rows, caps, kind=lambda r: r["target_type"],
+                      ident=lambda r: r["task_id"], seed=seed, counts=counts)

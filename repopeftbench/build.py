@@ -263,8 +263,11 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], metas: dict[str, dic
                 and (ir is None or r["in_repo_split"] == ir)]
         split_sizes[split_name] = len(rows)
         rel = f"static/{split_name}.parquet"
-        write_parquet(out_dir / rel, table_from_rows(rows, STATIC))
-        written.append(rel)
+        if rows:
+            write_parquet(out_dir / rel, table_from_rows(rows, STATIC))
+            written.append(rel)
+        else:  # datasets cannot read an empty Parquet file: empty splits are left out
+            (out_dir / rel).unlink(missing_ok=True)
     write_parquet(out_dir / "repos.parquet", table_from_rows(repo_rows, REPOS))
     write_jsonl(out_dir / "failures.jsonl", failures)
     report = {"n_repos_listed": len(specs) + len(bad_rows), "n_repos_ok": sum(

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from miners.static_miner import StaticMinerConfig, make_parser, tasks_in_file
+from miners.static_miner import StaticMinerConfig, cap_tasks, make_parser, tasks_in_file
 
 
 def mine(source: str, config: StaticMinerConfig = StaticMinerConfig()):
@@ -13,7 +13,7 @@ def mine(source: str, config: StaticMinerConfig = StaticMinerConfig()):
     tree = make_parser().parse(data)
     counts: Counter = Counter()
     rows, _ = tasks_in_file(data, tree.root_node, "tests/test_x.py", "r", "c0ffee", 0, config, counts)
-    return rows, counts
+    return cap_tasks(rows, config, 0, counts), counts
 
 
 def only(source: str) -> dict:
