@@ -32,8 +32,10 @@ def clone_into_cache(url: str, dest: Path) -> None:
         repo.close()
         (tmp / "repo.git").rename(dest)
     except git.GitCommandError as exc:
-        stderr = (exc.stderr or "").strip().splitlines()
-        raise GitError(f"cannot clone {url}: {stderr[-1] if stderr else exc}") from None
+        lines = [ln.strip(" '\"") for ln in str(exc.stderr or "").splitlines()]
+        lines = [ln.removeprefix("stderr: ").strip(" '") for ln in lines if ln.strip(" '\"")]
+        fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
+        raise GitError(f"cannot clone {url}: {(fatal or lines or [str(exc)])[-1]}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -258,6 +258,7 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], metas: dict[str, dic
     static_rows.sort(key=lambda r: (r["repo_id"], r["test_file"], r["byte_offset"]))
     split_sizes: dict[str, int] = {}
     written: list[str] = []
+    (out_dir / "static").mkdir(parents=True, exist_ok=True)
     for split_name, (cr, ir) in FILE_SPLITS.items():
         rows = [r for r in static_rows if r["cross_repo_split"] == cr
                 and (ir is None or r["in_repo_split"] == ir)]

@@ -53,6 +53,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(f"  {f['repo_id'] or f['source']}: {f['reason']}")
         if len(summary.failures) > 20:
             print(f"  ... and {len(summary.failures) - 20} more")
+    if summary.n_ok == 0:
+        print("error: no repository produced tasks", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -55,3 +55,16 @@ def test_clear_errors_for_bad_arguments(tmp_path, capsys):
     assert main(["build", "--repos", "x.csv", "--out", "o", "--tracks", "bogus"]) == 2
     assert main(["stats", str(tmp_path)]) == 2
     assert "no static/ directory" in capsys.readouterr().err
+
+
+def test_build_where_every_repository_fails_still_writes_its_report(tmp_path, capsys):
+    repo_list = tmp_path / "repos.jsonl"
+    repo_list.write_text('{"repo_id": "x/y", "url": "file:///nonexistent/repo.git"}\n')
+    out = tmp_path / "o"
+    assert main(["build", "--repos", str(repo_list), "--out", str(out), "--workers", "1",
+                 "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "x/y: cannot clone file:///nonexistent/repo.git: fatal:" in captured.out
+    assert "no repository produced tasks" in captured.err
+    assert json.loads((out / "failures.jsonl").read_text())["repo_id"] == "x/y"
+    assert (out / "manifest.json").exists() and (out / "README.md").exists()
