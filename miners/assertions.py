@@ -23,6 +23,15 @@ _NOT_ARGS = frozenset({"keyword_argument", "comment", "dictionary_splat"})
 _SCOPES = frozenset({"function_definition", "class_definition"})
 
 
+def _build_query():
+    import tree_sitter_python
+    from tree_sitter import Language, Query
+    return Query(Language(tree_sitter_python.language()), "(assert_statement) @assert (call) @call")
+
+
+_QUERY = _build_query()
+
+
 @dataclass(frozen=True)
 class Candidate:
     family: str           # one of schema.ASSERTION_TYPES
@@ -138,24 +147,45 @@ def candidate_for_call(call: Node, scopes: tuple[Node, ...]) -> Candidate | None
     return None
 
 
+def _scopes_of(node: Node) -> tuple[Node, ...]:
+    chain = []
+    parent = node.parent
+    while parent is not None:
+        if parent.type in _SCOPES:
+            chain.append(parent)
+        parent = parent.parent
+    return tuple(reversed(chain))
+
+
 def find_candidates(root: Node) -> list[Candidate]:
-    """All assertion candidates of a module, in source order."""
+    """All assertion candidates of a module, in source order.
+
+    At most one task per ``assert`` statement (calls inside it are never tasks), and a
+    qualifying call hides the calls in its arguments.
+    """
+    from tree_sitter import QueryCursor  # local: keeps the module importable for type use
+
+    captures = QueryCursor(_QUERY).captures(root)
+    nodes = sorted(captures.get("assert", []) + captures.get("call", []),
+                   key=lambda n: (n.start_byte, -n.end_byte))
     found: list[Candidate] = []
-    stack: list[tuple[Node, tuple[Node, ...]]] = [(root, ())]
-    while stack:
-        node, scopes = stack.pop()
-        cand = None
+    blocked_until = -1
+    for node in nodes:
+        if node.start_byte < blocked_until:
+            continue
         if node.type == "assert_statement":
-            cand = candidate_for_assert(node, scopes)
+            blocked_until = node.end_byte
+            cand = candidate_for_assert(node, _scopes_of(node))
+        else:
+            cand = candidate_for_call(node, ()) if _maybe_assertion_call(node) else None
             if cand is not None:
-                found.append(cand)
-            continue  # one task per assert statement at most
-        if node.type == "call":
-            cand = candidate_for_call(node, scopes)
-            if cand is not None:
-                found.append(cand)
-                continue
-        inner = scopes + (node,) if node.type in _SCOPES else scopes
-        stack.extend((child, inner) for child in reversed(node.children))
-    found.sort(key=lambda c: c.cut)
+                blocked_until = node.end_byte
+                cand = Candidate(cand.family, cand.cut, cand.end, cand.main, _scopes_of(node))
+        if cand is not None:
+            found.append(cand)
     return found
+
+
+def _maybe_assertion_call(call: Node) -> bool:
+    name, _ = _callee_name(call)
+    return bool(name) and (name.startswith("assert") or name == "raises")

@@ -19,7 +19,8 @@ TASK_FILTERS = ("module_level", "empty_target", "one_char_target", "leading_comm
                 "cap_function", "cap_file", "cap_repo")
 
 
-def filter_reason(in_function: bool, prefix: str, target: str, max_target_chars: int) -> str | None:
+def target_reason(in_function: bool, target: str, max_target_chars: int) -> str | None:
+    """The first filter that rejects a task for its position or target, or None."""
     if not in_function:
         return "module_level"
     if not target.strip() or all(ch in _PUNCT for ch in target):
@@ -30,9 +31,16 @@ def filter_reason(in_function: bool, prefix: str, target: str, max_target_chars:
         return "leading_comma"
     if len(target) > max_target_chars:
         return "target_too_long"
-    if "(," in prefix:
-        return "prefix_paren_comma"
     return None
+
+
+def prefix_reason(prefix: str) -> str | None:
+    return "prefix_paren_comma" if "(," in prefix else None
+
+
+def filter_reason(in_function: bool, prefix: str, target: str, max_target_chars: int) -> str | None:
+    """All per-task filters in order (``duplicate`` and the caps come later)."""
+    return target_reason(in_function, target, max_target_chars) or prefix_reason(prefix)
 
 
 T = TypeVar("T")

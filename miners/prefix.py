@@ -10,6 +10,7 @@ function with its decorators up to the cut. At most
 from __future__ import annotations
 
 from bisect import bisect_right
+from dataclasses import dataclass
 
 from tree_sitter import Node
 
@@ -61,28 +62,36 @@ def _class_header_rows(cls_top: Node, cls: Node) -> range:
     return range(start, body.start_point.row)
 
 
-def _helper_rows(members: list[Node], before: int, rows: set[int], in_class: bool,
-                 chain: set[int]) -> None:
-    """Add rows of helper statements among ``members`` (module or class body)."""
+@dataclass(frozen=True)
+class _Member:
+    start_byte: int
+    def_id: int | None  # id of the class/function definition, if the member is one
+    rows: range
+    when: str  # "before": shown when it precedes the test; "always"; "never"
+
+
+def _describe(members: list[Node], in_class: bool) -> list[_Member]:
+    """Which statements of a module or class body are prefix context, and when."""
+    out = []
     for member in members:
         if member.type == "comment":
             continue
         defn = _unwrap(member)
-        if defn.id in chain:
-            continue
-        starts_before = member.start_byte < before
         if defn.type not in _DEFS:
-            if starts_before:
-                rows.update(_rows(member))
+            out.append(_Member(member.start_byte, None, _rows(member), "before"))
             continue
         name = _name(defn)
         if defn.type == "function_definition":
             if in_class and name in SETUP_METHODS:
-                rows.update(_rows(member))
-            elif starts_before and (_is_fixture(member) or not name.startswith("test")):
-                rows.update(_rows(member))
-        elif starts_before and not name.startswith("Test") and not in_class:
-            rows.update(_rows(member))  # helper class at module level
+                when = "always"
+            elif _is_fixture(member) or not name.startswith("test"):
+                when = "before"
+            else:
+                when = "never"
+        else:  # classes: module-level helper classes only
+            when = "before" if not in_class and not name.startswith("Test") else "never"
+        out.append(_Member(member.start_byte, defn.id, _rows(member), when))
+    return out
 
 
 def line_starts(source: bytes) -> list[int]:
@@ -95,30 +104,60 @@ def line_starts(source: bytes) -> list[int]:
     return starts
 
 
-def structured_prefix(source: bytes, starts: list[int], root: Node, cand: Candidate,
-                      max_lines: int) -> str:
-    func = cand.function
-    assert func is not None, "module-level assertions have no structured prefix"
-    func_top = _top(func)
-    chain = {n.id for n in cand.classes} | {func.id}
-    rows: set[int] = set()
-    _helper_rows(list(root.named_children), func_top.start_byte, rows, False, chain)
-    for cls in cand.classes:
-        cls_top = _top(cls)
-        rows.update(_class_header_rows(cls_top, cls))
-        body = cls.child_by_field_name("body")
-        if body is not None:
-            _helper_rows(list(body.named_children), func_top.start_byte, rows, True, chain)
-    cut_row = bisect_right(starts, cand.cut) - 1
-    func_rows = range(func_top.start_point.row, cut_row)
-    # Context first (a tearDown written after the test moves up), then the test function.
-    context = sorted(r for r in rows if r not in func_rows and r != cut_row)
-    ordered = [source[starts[r]:starts[r + 1]] for r in (*context, *func_rows)]
-    ordered.append(source[starts[cut_row]:cand.cut])
-    if len(ordered) > max_lines:
-        ordered = ordered[-max_lines:]
-    return b"".join(ordered).decode("utf-8", errors="replace")
+class PrefixBuilder:
+    """Structured prefixes for the candidates of one parsed file.
 
+    Body descriptions and per-function context rows are computed once and reused
+    for every assertion of the same test function.
+    """
+
+    def __init__(self, source: bytes, root: Node, max_lines: int):
+        self.source, self.root, self.max_lines = source, root, max_lines
+        self.starts = line_starts(source)
+        self._bodies: dict[int, list[_Member]] = {}
+        self._contexts: dict[int, list[int]] = {}
+
+    def _members(self, body: Node, in_class: bool) -> list[_Member]:
+        if body.id not in self._bodies:
+            self._bodies[body.id] = _describe(list(body.named_children), in_class)
+        return self._bodies[body.id]
+
+    def _add(self, members: list[_Member], before: int, chain: set[int], rows: set[int]) -> None:
+        for m in members:
+            if m.def_id in chain or m.when == "never":
+                continue
+            if m.when == "always" or m.start_byte < before:
+                rows.update(m.rows)
+
+    def context_rows(self, cand: Candidate) -> list[int]:
+        """Rows shown before the test function, in source order."""
+        func = cand.function
+        assert func is not None, "module-level assertions have no structured prefix"
+        if func.id in self._contexts:
+            return self._contexts[func.id]
+        func_top = _top(func)
+        chain = {n.id for n in cand.classes} | {func.id}
+        rows: set[int] = set()
+        self._add(self._members(self.root, False), func_top.start_byte, chain, rows)
+        for cls in cand.classes:
+            rows.update(_class_header_rows(_top(cls), cls))
+            body = cls.child_by_field_name("body")
+            if body is not None:
+                self._add(self._members(body, True), func_top.start_byte, chain, rows)
+        # A tearDown written after the test moves up: context first, then the test function.
+        func_rows = range(func_top.start_point.row, func.end_point.row + 1)
+        self._contexts[func.id] = sorted(r for r in rows if r not in func_rows)
+        return self._contexts[func.id]
+
+    def prefix(self, cand: Candidate) -> str:
+        source, starts = self.source, self.starts
+        cut_row = bisect_right(starts, cand.cut) - 1
+        func_rows = range(_top(cand.function).start_point.row, cut_row)  # type: ignore[arg-type]
+        ordered = [source[starts[r]:starts[r + 1]] for r in (*self.context_rows(cand), *func_rows)]
+        ordered.append(source[starts[cut_row]:cand.cut])
+        if len(ordered) > self.max_lines:
+            ordered = ordered[-self.max_lines:]
+        return b"".join(ordered).decode("utf-8", errors="replace")
 
 
 def file_prefix(source: bytes, cut: int) -> str:

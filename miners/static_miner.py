@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -9,10 +10,10 @@ import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
 
 from .assertions import find_candidates
-from .filters import apply_caps, filter_reason
+from .filters import apply_caps, prefix_reason, target_reason
 from .git import GitRepo, TreeEntry
-from .prefix import line_starts, structured_prefix
-from .targets import comment_ranges, flatten, target_type
+from .prefix import PrefixBuilder
+from .targets import comment_ranges, comments_within, flatten, target_type
 from .testfiles import is_test_file
 
 PY_LANGUAGE = Language(tree_sitter_python.language())
@@ -108,17 +109,20 @@ def read_test_file(repo: GitRepo, entry: TreeEntry, config: StaticMinerConfig
 def tasks_in_file(source: bytes, root: Node, path: str, repo_id: str, commit_sha: str,
                   commit_idx: int, config: StaticMinerConfig, counts: Counter) -> tuple[list[dict], int]:
     """Filtered (not yet capped) tasks of one parsed test file, and the candidate count."""
-    starts = line_starts(source)
     rows: list[dict] = []
     seen_targets: set[str] = set()
+    prefixes = PrefixBuilder(source, root, config.prefix_max_lines)
+    comments = comment_ranges(root)
     candidates = find_candidates(root)
     for cand in candidates:
-        target = flatten(source, cand.cut, cand.end, comment_ranges(root, cand.cut, cand.end))
+        target = flatten(source, cand.cut, cand.end, comments_within(comments, cand.cut, cand.end))
         func = cand.function
-        prefix = structured_prefix(source, starts, root, cand, config.prefix_max_lines) if func else ""
-        reason = filter_reason(func is not None, prefix, target, config.max_target_chars)
-        if reason is None and target in seen_targets:
-            reason = "duplicate"
+        reason = target_reason(func is not None, target, config.max_target_chars)
+        prefix = ""
+        if reason is None:
+            assert func is not None
+            prefix = prefixes.prefix(cand)  # only built for tasks that pass the target checks
+            reason = prefix_reason(prefix) or ("duplicate" if target in seen_targets else None)
         if reason:
             counts[reason] += 1
             continue
@@ -128,9 +132,8 @@ def tasks_in_file(source: bytes, root: Node, path: str, repo_id: str, commit_sha
         test_function = fname.text.decode(errors="replace") if fname is not None else ""
         classes = [c.child_by_field_name("name") for c in cand.classes]
         test_class = ".".join(c.text.decode(errors="replace") for c in classes if c is not None) or None
-        row_idx = cand.main.start_point.row if cand.main.start_byte == cand.cut else None
-        lineno = (row_idx if row_idx is not None else source.count(b"\n", 0, cand.cut)) + 1
-        col = cand.cut - starts[lineno - 1]
+        lineno = bisect_right(prefixes.starts, cand.cut)
+        col = cand.cut - prefixes.starts[lineno - 1]
         rows.append({
             "task_id": task_id(repo_id, path, test_class, test_function, cand.family, target),
             "repo_id": repo_id, "commit_sha": commit_sha, "commit_idx": commit_idx,

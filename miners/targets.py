@@ -1,7 +1,12 @@
 """Target text and target type (SPEC section 4)."""
 from __future__ import annotations
 
-from tree_sitter import Node
+from bisect import bisect_left
+
+import tree_sitter_python
+from tree_sitter import Language, Node, Query, QueryCursor
+
+_COMMENTS = Query(Language(tree_sitter_python.language()), "(comment) @c")
 
 _OPENERS = ("(", "[", "{")
 _CLOSERS = (")", "]", "}")
@@ -14,19 +19,19 @@ _COLLECTION = frozenset({"list", "tuple", "dictionary", "set", "list_comprehensi
                          "dictionary_comprehension", "set_comprehension", "generator_expression"})
 
 
-def comment_ranges(node: Node, start: int, end: int) -> list[tuple[int, int]]:
-    """Byte ranges of comments lying within [start, end) under ``node``."""
+def comment_ranges(root: Node) -> list[tuple[int, int]]:
+    """Byte ranges of every comment of a parsed file, in order."""
+    nodes = QueryCursor(_COMMENTS).captures(root).get("c", [])
+    return sorted((n.start_byte, n.end_byte) for n in nodes)
+
+
+def comments_within(ranges: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
+    i = bisect_left(ranges, (start, -1))
     out = []
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if n.end_byte <= start or n.start_byte >= end:
-            continue
-        if n.type == "comment":
-            out.append((n.start_byte, n.end_byte))
-        else:
-            stack.extend(n.children)
-    return sorted(out)
+    while i < len(ranges) and ranges[i][0] < end:
+        out.append(ranges[i])
+        i += 1
+    return out
 
 
 def flatten(source: bytes, start: int, end: int, comments: list[tuple[int, int]]) -> str:
