@@ -26,7 +26,11 @@ _SCOPES = frozenset({"function_definition", "class_definition"})
 def _build_query():
     import tree_sitter_python
     from tree_sitter import Language, Query
-    return Query(Language(tree_sitter_python.language()), "(assert_statement) @assert (call) @call")
+    # Only calls named assert*/raises are captured (filtered inside tree-sitter, not in Python).
+    return Query(Language(tree_sitter_python.language()), """
+        (assert_statement) @assert
+        (call function: [(identifier) @name (attribute attribute: (identifier) @name)]
+              (#match? @name "^(assert|raises$)")) @call""")
 
 
 _QUERY = _build_query()
@@ -39,6 +43,16 @@ class Candidate:
     end: int              # byte offset where the target ends
     main: Node            # expression that decides the target type
     scopes: tuple[Node, ...]  # enclosing class/function definitions, outermost first
+    stmt: Node | None = None  # the whole assertion: the assert statement or the call
+
+    @property
+    def qualname(self) -> str | None:
+        """Dotted classes and function of the enclosing test, or None at module level."""
+        func = self.function
+        if func is None:
+            return None
+        names = [s.child_by_field_name("name") for s in (*self.classes, func)]
+        return ".".join(n.text.decode(errors="replace") for n in names if n is not None)
 
     @property
     def function(self) -> Node | None:
@@ -175,13 +189,13 @@ def find_candidates(root: Node) -> list[Candidate]:
             continue
         if node.type == "assert_statement":
             blocked_until = node.end_byte
-            cand = candidate_for_assert(node, _scopes_of(node))
+            cand = candidate_for_assert(node, ())
         else:
             cand = candidate_for_call(node, ()) if _maybe_assertion_call(node) else None
             if cand is not None:
                 blocked_until = node.end_byte
-                cand = Candidate(cand.family, cand.cut, cand.end, cand.main, _scopes_of(node))
         if cand is not None:
+            cand = Candidate(cand.family, cand.cut, cand.end, cand.main, _scopes_of(node), node)
             found.append(cand)
     return found
 

@@ -7,6 +7,7 @@ long-lived ``git cat-file --batch`` process that is always closed.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,3 +147,116 @@ class GitRepo:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file of a commit's raw diff against its first parent."""
+    status: str        # A, M, D, T, R (C is treated as A)
+    old_mode: str
+    new_mode: str
+    old_oid: str
+    new_oid: str
+    path: str          # path after the commit (before, for deletions)
+    old_path: str      # path before the commit (== path unless renamed)
+
+
+@dataclass
+class LogCommit:
+    sha: str
+    parents: list[str]
+    author_time: int
+    commit_time: int
+    tree: str
+    changes: list[Change]
+
+
+_ZERO = "0" * 40
+
+
+def _read_tokens(stream, chunk_size: int = 1 << 16):
+    """NUL-separated tokens of a byte stream, read incrementally."""
+    buf = b""
+    while True:
+        chunk = stream.read(chunk_size)
+        if not chunk:
+            break
+        buf += chunk
+        parts = buf.split(b"\0")
+        buf = parts.pop()
+        yield from parts
+    if buf:
+        yield buf
+
+
+def iter_first_parent_log(repo: GitRepo, rev_range: str):
+    """Commits of ``rev_range`` on the first-parent chain, oldest first, with raw diffs
+    against the first parent (the empty tree for a root), renames detected.
+
+    One ``git log`` process streams the whole history; memory stays bounded.
+    """
+    cmd = repo._cmd(["log", "--first-parent", "--reverse", "--diff-merges=first-parent", "--root",
+                     "-M", "--raw", "--no-abbrev", "-z", "--no-color", "--format=%x01%H %P%x00%at %ct %T",
+                     rev_range, "--"])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=git_env())
+    assert proc.stdout is not None
+    current: LogCommit | None = None
+    tokens = _read_tokens(proc.stdout)
+    try:
+        for tok in tokens:
+            tok = tok.lstrip(b"\n")
+            if tok.startswith(b"\x01"):
+                if current is not None:
+                    yield current
+                shas = tok[1:].decode().split()
+                times = next(tokens).decode().split()
+                current = LogCommit(shas[0], shas[1:], int(times[0]), int(times[1]), times[2], [])
+            elif tok.startswith(b":") and current is not None:
+                old_mode, new_mode, old_oid, new_oid, status = tok[1:].decode().split()
+                path = next(tokens).decode("utf-8", errors="surrogateescape")
+                old_path = path
+                if status[0] in "RC":
+                    path = next(tokens).decode("utf-8", errors="surrogateescape")
+                kind = "A" if status[0] == "C" else status[0]
+                current.changes.append(Change(kind, old_mode, new_mode, old_oid, new_oid, path,
+                                              old_path if kind == "R" else path))
+        if current is not None:
+            yield current
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+        code = proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+    if code != 0:
+        raise GitError(f"{repo.path}: git log failed: {err.splitlines()[-1] if err else code}")
+
+
+_PAIR = re.compile(rb"^[0-9a-f]{40,64} [0-9a-f]{40,64}$")
+
+
+def diff_tree_pairs(repo: GitRepo, pairs: list[tuple[str, str]], pathspecs: list[str]) -> list[bytes]:
+    """Unified diffs between many (tree, tree) pairs with one ``git diff-tree --stdin``."""
+    if not pairs:
+        return []
+    cmd = repo._cmd(["diff-tree", "--stdin", "-p", "--no-color", "--no-renames", "--", *pathspecs])
+    text = "".join(f"{a} {b}\n" for a, b in pairs).encode()
+    proc = subprocess.run(cmd, input=text, capture_output=True, env=git_env())
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"{repo.path}: git diff-tree failed: {err[-1] if err else proc.returncode}")
+    out: list[bytes] = []
+    current: list[bytes] | None = None
+    for line in proc.stdout.splitlines(keepends=True):
+        if _PAIR.match(line.rstrip(b"\n")) and (current is None or len(out) < len(pairs)):
+            if current is not None:
+                out.append(b"".join(current))
+            current = []
+        elif current is not None:
+            current.append(line)
+    if current is not None:
+        out.append(b"".join(current))
+    if len(out) != len(pairs):
+        raise GitError(f"{repo.path}: git diff-tree answered {len(out)} diffs for {len(pairs)} pairs")
+    return out

@@ -72,6 +72,8 @@ def syntax_problem(root: Node) -> str | None:
     """Why a parsed file is not valid Python 3, or None."""
     if root.has_error:
         return f"does not parse (line {first_error_line(root)})"
+    if b"print" not in root.text and b"exec" not in root.text:
+        return None
     py2 = QueryCursor(_PY2_QUERY).captures(root).get("py2")
     if py2:
         first = min(n.start_point.row for n in py2) + 1

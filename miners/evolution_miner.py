@@ -1,0 +1,343 @@
+"""Evolution track miner: replay first-parent history, emit tasks for assertion events.
+
+For each test file a commit touches, its assertions before and after the commit are
+compared, identified by (enclosing test's qualified name, family, normalised
+statement). An assertion present after and absent before is an event: "modified"
+when it replaces a different (now gone) assertion at the same position of the same
+function, "added" otherwise. A commit is kept when at least one event gives a valid
+task; each kept commit stores the diff of production code since the previous kept
+commit. The replay state is small and serialisable, so a later run continues from
+the last processed commit (incremental update) with the same result.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from bisect import bisect_right
+from collections import Counter, OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+from .assertions import Candidate, find_candidates
+from .filters import prefix_reason, target_reason
+from .git import Change, GitRepo, diff_tree_pairs, iter_first_parent_log
+from .prefix import file_prefix, line_starts
+from .static_miner import decode_python, make_parser, syntax_problem
+from .targets import comment_ranges, comments_within, flatten, target_type
+from .testfiles import is_test_file
+
+# Production code: non-test .py/.md/.rst files (git pathspecs, glob magic).
+PRODUCTION_PATHSPECS = [":(glob)**/*.py", ":(glob)**/*.md", ":(glob)**/*.rst",
+                        ":(exclude,glob)**/test_*.py", ":(exclude,glob)**/*_test.py",
+                        ":(exclude,glob)**/tests/**", ":(exclude,glob)**/test/**"]
+_WS = re.compile(r"\s+")
+Key = tuple[str, str, str]  # (qualified test name, family, normalised statement)
+
+
+@dataclass(frozen=True)
+class EvolutionMinerConfig:
+    max_file_bytes: int = 1_000_000
+    max_target_chars: int = 500
+    max_diff_bytes: int = 1_000_000
+    eval_cap_per_commit: int = 8
+    train_cap_per_file: int = 4
+    train_min_target_chars: int = 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EvolutionState:
+    """Where a replay stopped: enough to continue it later with identical results."""
+    head: str | None = None
+    n_commits: int = 0
+    last_kept: str | None = None
+    last_kept_tree: str | None = None
+    last_commit_time: int | None = None
+    files: dict[str, list[list[str]]] = field(default_factory=dict)  # path -> last good keys
+
+    def to_dict(self) -> dict:
+        return {"head": self.head, "n_commits": self.n_commits, "last_kept": self.last_kept,
+                "last_kept_tree": self.last_kept_tree, "last_commit_time": self.last_commit_time,
+                "files": {p: self.files[p] for p in sorted(self.files)}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EvolutionState":
+        return cls(d["head"], d["n_commits"], d["last_kept"], d["last_kept_tree"],
+                   d["last_commit_time"], d["files"])
+
+
+@dataclass
+class EvolutionResult:
+    commits: list[dict]   # COMMITS columns minus split columns
+    tasks: list[dict]     # EVOLUTION columns minus split columns
+    counts: Counter
+    state: EvolutionState
+
+
+def normalise(text: bytes) -> str:
+    return _WS.sub(" ", text.decode("utf-8", errors="replace")).strip()
+
+
+def file_assertions(root) -> list[tuple[Key, Candidate]]:
+    """Assertions inside functions, in source order, with their identity keys."""
+    out = []
+    for cand in find_candidates(root):
+        qual = cand.qualname
+        if qual is None or cand.stmt is None:
+            continue
+        out.append(((qual, cand.family, normalise(cand.stmt.text)), cand))
+    return out
+
+
+def assertion_events(before: list[Key], after: list[tuple[Key, Candidate]]
+                     ) -> list[tuple[str, Candidate]]:
+    """("added" | "modified", candidate) for each assertion new after the commit."""
+    remaining = Counter(before)
+    before_by_func: dict[str, list[Key]] = {}
+    for key in before:
+        before_by_func.setdefault(key[0], []).append(key)
+    after_keys = Counter(k for k, _ in after)
+    position: Counter = Counter()
+    events = []
+    for key, cand in after:
+        func = key[0]
+        i = position[func]
+        position[func] += 1
+        if remaining[key] > 0:
+            remaining[key] -= 1
+            continue
+        old = before_by_func.get(func)
+        if old is not None and i < len(old) and old[i] != key and after_keys[old[i]] == 0:
+            events.append(("modified", cand))
+        else:
+            events.append(("added", cand))
+    return events
+
+
+class _BlobCache:
+    """Assertion keys per blob id, bounded (LRU)."""
+
+    def __init__(self, size: int = 4096):
+        self.size, self.data = size, OrderedDict()
+
+    def get(self, oid: str):
+        if oid in self.data:
+            self.data.move_to_end(oid)
+            return self.data[oid]
+        return None
+
+    def put(self, oid: str, value) -> None:
+        self.data[oid] = value
+        if len(self.data) > self.size:
+            self.data.popitem(last=False)
+
+
+def empty_tree(repo: GitRepo) -> str:
+    return repo.run(["hash-object", "-t", "tree", "/dev/null"]).strip()
+
+
+def production_diffs(repo: GitRepo, pairs: list[tuple[str, str]], max_bytes: int,
+                     counts: Counter) -> list[str]:
+    """Production-code diffs for (old tree, new tree) pairs, each cut at ``max_bytes``."""
+    out = []
+    for raw in diff_tree_pairs(repo, pairs, PRODUCTION_PATHSPECS):
+        text = raw[:max_bytes].decode("utf-8", errors="replace")
+        if len(raw) > max_bytes:
+            counts["diff_truncated"] += 1
+            text += f"\n[diff truncated at {max_bytes} bytes]\n"
+        out.append(text)
+    return out
+
+
+def _task_row(repo_id: str, sha: str, index: int, path: str, source: bytes, starts: list[int],
+              comments: list[tuple[int, int]], kind: str, cand: Candidate, target: str) -> dict:
+    lineno = bisect_right(starts, cand.cut)
+    classes = [c.child_by_field_name("name") for c in cand.classes]
+    func_name = cand.function.child_by_field_name("name")  # type: ignore[union-attr]
+    key = "\0".join([repo_id, sha, path, cand.qualname or "", cand.family, target])
+    return {
+        "task_id": hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()[:20],
+        "repo_id": repo_id, "commit_index": index, "commit_sha": sha, "test_file": path,
+        "lineno": lineno, "col_offset": cand.cut - starts[lineno - 1],
+        "assertion_type": cand.family, "target_type": target_type(cand.main),
+        "test_class": ".".join(c.text.decode(errors="replace") for c in classes if c is not None) or None,
+        "test_function": func_name.text.decode(errors="replace") if func_name is not None else "",
+        "event": kind, "prefix": file_prefix(source, cand.cut), "target": target,
+    }
+
+
+def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMinerConfig,
+                   state: EvolutionState | None = None, progress=None) -> EvolutionResult:
+    """Replay first-parent history up to ``head`` (from ``state.head`` when given)."""
+    state = state or EvolutionState()
+    parser = make_parser()
+    counts: Counter = Counter()
+    blobs = _BlobCache()
+    commits: list[dict] = []
+    tasks: list[dict] = []
+    rev_range = f"{state.head}..{head}" if state.head else head
+    pairs: list[tuple[str, str]] = []  # (previous kept tree, kept tree) per kept commit
+    base_tree = empty_tree(repo)
+
+    def parse_blob(oid: str):
+        """(keys, source, tree, assertions) of a blob, or None when unreadable or broken."""
+        data = repo.read_blob(oid)
+        if data is None:
+            counts["file_missing_object"] += 1
+            return None
+        if len(data) > config.max_file_bytes:
+            counts["file_too_large"] += 1
+            return None
+        reason, _ = decode_python(data)
+        if reason:
+            counts[f"file_{reason}"] += 1
+            return None
+        if b"assert" not in data and b"raises" not in data:
+            blobs.put(oid, [])  # no assertion can be in it: skip the parse
+            return [], data, None, []
+        tree = parser.parse(data)
+        if syntax_problem(tree.root_node):
+            counts["file_syntax_error"] += 1
+            return None
+        found = file_assertions(tree.root_node)
+        keys = [k for k, _ in found]
+        blobs.put(oid, keys)
+        return keys, data, tree, found
+
+    def keys_of(oid: str) -> list[Key] | None:
+        hit = blobs.get(oid)
+        if hit is not None:
+            return hit
+        parsed = parse_blob(oid)
+        return parsed[0] if parsed else None
+
+    for commit in iter_first_parent_log(repo, rev_range):
+        index = state.n_commits
+        state.n_commits += 1
+        if progress is not None:
+            progress(1)
+        if len(commit.parents) > 1:
+            counts["merge_commits"] += 1
+        if not commit.parents:
+            counts["root_commits"] += 1
+        if state.last_commit_time is not None and commit.commit_time < state.last_commit_time:
+            counts["timestamp_out_of_order"] += 1
+        state.last_commit_time = commit.commit_time
+        commit_events = {"added": 0, "modified": 0}
+        commit_tasks: list[dict] = []
+        for ch in commit.changes:
+            _replay_change(ch, state, counts, keys_of, parse_blob, commit_events, commit_tasks,
+                           repo_id, commit.sha, index, config)
+        if not commit_tasks:
+            continue
+        pairs.append((state.last_kept_tree or base_tree, commit.tree))
+        state.last_kept, state.last_kept_tree = commit.sha, commit.tree
+        commits.append({
+            "repo_id": repo_id, "commit_index": index, "commit_sha": commit.sha,
+            "commit_timestamp": commit.commit_time, "author_timestamp": commit.author_time,
+            "production_code_diff": "",
+            "n_new_assertions": commit_events["added"] + commit_events["modified"],
+            "n_added_assertions": commit_events["added"],
+            "n_modified_assertions": commit_events["modified"], "n_tasks": len(commit_tasks)})
+        tasks.extend(commit_tasks)
+    for row, diff in zip(commits, production_diffs(repo, pairs, config.max_diff_bytes, counts)):
+        row["production_code_diff"] = diff
+    state.head = head
+    return EvolutionResult(commits, tasks, counts, state)
+
+
+def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, parse_blob,
+                   commit_events: dict, commit_tasks: list[dict], repo_id: str, sha: str,
+                   index: int, config: EvolutionMinerConfig) -> None:
+    new_is_test = is_test_file(ch.path)
+    old_is_test = is_test_file(ch.old_path)
+    if not (new_is_test or old_is_test):
+        return
+    if ch.status == "D" or not new_is_test:
+        counts["test_file_deleted" if ch.status == "D" else "test_file_renamed_away"] += 1
+        state.files.pop(ch.old_path, None)
+        return
+    if "160000" in (ch.new_mode,):
+        counts["submodule_skipped"] += 1
+        return
+    if ch.new_mode == "120000":
+        counts["file_symlink"] += 1
+        state.files.pop(ch.path, None)
+        return
+    if ch.status == "R":
+        counts["test_file_renamed"] += 1
+        before = state.files.pop(ch.old_path, None)
+    elif ch.status == "A":
+        before = []
+    else:
+        before = state.files.get(ch.path)
+        if before is None and ch.old_mode not in ("000000", "120000", "160000"):
+            old = keys_of(ch.old_oid)
+            before = [list(k) for k in old] if old is not None else None
+    parsed = parse_blob(ch.new_oid)
+    if parsed is None:  # unreadable or broken now: keep the last good state for this path
+        if before is not None:
+            state.files[ch.path] = before
+        return
+    after_keys, source, tree, found = parsed
+    state.files[ch.path] = [list(k) for k in after_keys]
+    events = assertion_events([tuple(k) for k in (before or [])], found)
+    if not events:
+        return
+    assert tree is not None
+    starts = line_starts(source)
+    comments = comment_ranges(tree.root_node)
+    seen: set[str] = set()
+    for kind, cand in events:
+        commit_events[kind] += 1
+        target = flatten(source, cand.cut, cand.end, comments_within(comments, cand.cut, cand.end))
+        reason = target_reason(True, target, config.max_target_chars)
+        prefix_ok = reason is None and prefix_reason(source[:cand.cut].decode("utf-8", "replace")) is None
+        if reason is None and not prefix_ok:
+            reason = "prefix_paren_comma"
+        if reason is None and target in seen:
+            reason = "duplicate"
+        if reason:
+            counts[f"evo_{reason}"] += 1
+            continue
+        seen.add(target)
+        commit_tasks.append(_task_row(repo_id, sha, index, ch.path, source, starts, comments,
+                                      kind, cand, target))
+
+
+def round_robin(tasks: Iterable[dict]) -> list[dict]:
+    """Order tasks by taking one per (test file, test function) group in turn."""
+    groups: dict[tuple, list[dict]] = {}
+    for t in tasks:
+        groups.setdefault((t["test_file"], t["test_class"], t["test_function"]), []).append(t)
+    out, queues = [], [list(g) for g in groups.values()]
+    while queues:
+        queues = [q for q in queues if q]
+        for q in queues:
+            out.append(q.pop(0))
+    return out
+
+
+def eval_cap(tasks: list[dict], cap: int, counts: Counter) -> list[dict]:
+    """At most ``cap`` tasks of one commit, round-robin over (file, function)."""
+    ordered = round_robin(tasks)
+    counts["evo_cap_commit"] += max(0, len(ordered) - cap)
+    return ordered[:cap]
+
+
+def smart_cap(tasks: list[dict], per_file: int, min_chars: int, counts: Counter) -> list[dict]:
+    """Training cap of one commit: targets shorter than ``min_chars`` dropped, at most
+    ``per_file`` per test file, round-robin over (file, function)."""
+    kept: list[dict] = []
+    per: Counter = Counter()
+    for t in round_robin(tasks):
+        if len(t["target"]) < min_chars:
+            counts["evo_train_short_target"] += 1
+        elif per[t["test_file"]] >= per_file:
+            counts["evo_train_cap_file"] += 1
+        else:
+            per[t["test_file"]] += 1
+            kept.append(t)
+    return kept
