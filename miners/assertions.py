@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tree_sitter import Node
+from tree_sitter import Node, QueryCursor
 
 UNITTEST_RAISES = frozenset({"assertRaises", "assertRaisesRegex", "assertRaisesRegexp",
                              "assertWarns", "assertWarnsRegex"})
@@ -171,15 +171,13 @@ def _scopes_of(node: Node) -> tuple[Node, ...]:
     return tuple(reversed(chain))
 
 
-def find_candidates(root: Node) -> list[Candidate]:
-    """All assertion candidates of a module, in source order.
+def find_candidates(root: Node, cursor: QueryCursor | None = None) -> list[Candidate]:
+    """All assertion candidates of a module (or of ``cursor``'s byte range), in source order.
 
     At most one task per ``assert`` statement (calls inside it are never tasks), and a
     qualifying call hides the calls in its arguments.
     """
-    from tree_sitter import QueryCursor  # local: keeps the module importable for type use
-
-    captures = QueryCursor(_QUERY).captures(root)
+    captures = (cursor or QueryCursor(_QUERY)).captures(root)
     nodes = sorted(captures.get("assert", []) + captures.get("call", []),
                    key=lambda n: (n.start_byte, -n.end_byte))
     found: list[Candidate] = []

@@ -12,7 +12,6 @@ the last processed commit (incremental update) with the same result.
 from __future__ import annotations
 
 import hashlib
-import re
 from bisect import bisect_right
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -22,15 +21,15 @@ from .assertions import Candidate, find_candidates
 from .filters import prefix_reason, target_reason
 from .git import Change, GitRepo, diff_tree_pairs, iter_first_parent_log
 from .prefix import file_prefix, line_starts
+from .incremental import AssertionIndex, keys_from
 from .static_miner import decode_python, make_parser, syntax_problem
-from .targets import comment_ranges, comments_within, flatten, target_type
+from .targets import comments_under, comments_within, flatten, target_type
 from .testfiles import is_test_file
 
 # Production code: non-test .py/.md/.rst files (git pathspecs, glob magic).
 PRODUCTION_PATHSPECS = [":(glob)**/*.py", ":(glob)**/*.md", ":(glob)**/*.rst",
                         ":(exclude,glob)**/test_*.py", ":(exclude,glob)**/*_test.py",
                         ":(exclude,glob)**/tests/**", ":(exclude,glob)**/test/**"]
-_WS = re.compile(r"\s+")
 Key = tuple[str, str, str]  # (qualified test name, family, normalised statement)
 
 
@@ -76,32 +75,22 @@ class EvolutionResult:
     state: EvolutionState
 
 
-def normalise(text: bytes) -> str:
-    return _WS.sub(" ", text.decode("utf-8", errors="replace")).strip()
-
-
 def file_assertions(root) -> list[tuple[Key, Candidate]]:
     """Assertions inside functions, in source order, with their identity keys."""
-    out = []
-    for cand in find_candidates(root):
-        qual = cand.qualname
-        if qual is None or cand.stmt is None:
-            continue
-        out.append(((qual, cand.family, normalise(cand.stmt.text)), cand))
-    return out
+    cands = [c for c in find_candidates(root) if c.qualname is not None and c.stmt is not None]
+    return list(zip(keys_from(cands), cands))
 
 
-def assertion_events(before: list[Key], after: list[tuple[Key, Candidate]]
-                     ) -> list[tuple[str, Candidate]]:
-    """("added" | "modified", candidate) for each assertion new after the commit."""
+def assertion_events(before: list[Key], after: list[Key]) -> list[tuple[str, int]]:
+    """("added" | "modified", index into ``after``) for each assertion new after the commit."""
     remaining = Counter(before)
     before_by_func: dict[str, list[Key]] = {}
     for key in before:
         before_by_func.setdefault(key[0], []).append(key)
-    after_keys = Counter(k for k, _ in after)
+    after_count = Counter(after)
     position: Counter = Counter()
     events = []
-    for key, cand in after:
+    for idx, key in enumerate(after):
         func = key[0]
         i = position[func]
         position[func] += 1
@@ -109,10 +98,10 @@ def assertion_events(before: list[Key], after: list[tuple[Key, Candidate]]
             remaining[key] -= 1
             continue
         old = before_by_func.get(func)
-        if old is not None and i < len(old) and old[i] != key and after_keys[old[i]] == 0:
-            events.append(("modified", cand))
+        if old is not None and i < len(old) and old[i] != key and after_count[old[i]] == 0:
+            events.append(("modified", idx))
         else:
-            events.append(("added", cand))
+            events.append(("added", idx))
     return events
 
 
@@ -152,7 +141,7 @@ def production_diffs(repo: GitRepo, pairs: list[tuple[str, str]], max_bytes: int
 
 
 def _task_row(repo_id: str, sha: str, index: int, path: str, source: bytes, starts: list[int],
-              comments: list[tuple[int, int]], kind: str, cand: Candidate, target: str) -> dict:
+              kind: str, cand: Candidate, target: str) -> dict:
     lineno = bisect_right(starts, cand.cut)
     classes = [c.child_by_field_name("name") for c in cand.classes]
     func_name = cand.function.child_by_field_name("name")  # type: ignore[union-attr]
@@ -181,8 +170,9 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
     pairs: list[tuple[str, str]] = []  # (previous kept tree, kept tree) per kept commit
     base_tree = empty_tree(repo)
 
-    def parse_blob(oid: str):
-        """(keys, source, tree, assertions) of a blob, or None when unreadable or broken."""
+    index_ = AssertionIndex(parser)
+
+    def read_python(oid: str) -> bytes | None:
         data = repo.read_blob(oid)
         if data is None:
             counts["file_missing_object"] += 1
@@ -194,24 +184,38 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
         if reason:
             counts[f"file_{reason}"] += 1
             return None
+        return data
+
+    def parse_new(oid: str, path: str):
+        """(keys, source, tree) of a file's new version, or None when unusable."""
+        data = read_python(oid)
+        if data is None:
+            index_.forget(path)
+            return None
         if b"assert" not in data and b"raises" not in data:
-            blobs.put(oid, [])  # no assertion can be in it: skip the parse
-            return [], data, None, []
-        tree = parser.parse(data)
+            index_.forget(path)  # no assertion can be in it: skip the parse
+            return [], data, None
+        tree, keys = index_.parse(path, data)
         if syntax_problem(tree.root_node):
+            index_.forget(path)
             counts["file_syntax_error"] += 1
             return None
-        found = file_assertions(tree.root_node)
-        keys = [k for k, _ in found]
-        blobs.put(oid, keys)
-        return keys, data, tree, found
+        return keys, data, tree
 
     def keys_of(oid: str) -> list[Key] | None:
+        """Keys of an old blob whose path has no recorded state (rare): full parse."""
         hit = blobs.get(oid)
         if hit is not None:
             return hit
-        parsed = parse_blob(oid)
-        return parsed[0] if parsed else None
+        data = read_python(oid)
+        if data is None:
+            return None
+        tree = parser.parse(data)
+        if syntax_problem(tree.root_node):
+            return None
+        keys = [k for k, _ in file_assertions(tree.root_node)]
+        blobs.put(oid, keys)
+        return keys
 
     for commit in iter_first_parent_log(repo, rev_range):
         index = state.n_commits
@@ -228,8 +232,8 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
         commit_events = {"added": 0, "modified": 0}
         commit_tasks: list[dict] = []
         for ch in commit.changes:
-            _replay_change(ch, state, counts, keys_of, parse_blob, commit_events, commit_tasks,
-                           repo_id, commit.sha, index, config)
+            _replay_change(ch, state, counts, keys_of, parse_new, index_, commit_events,
+                           commit_tasks, repo_id, commit.sha, index, config)
         if not commit_tasks:
             continue
         pairs.append((state.last_kept_tree or base_tree, commit.tree))
@@ -248,8 +252,8 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
     return EvolutionResult(commits, tasks, counts, state)
 
 
-def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, parse_blob,
-                   commit_events: dict, commit_tasks: list[dict], repo_id: str, sha: str,
+def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, parse_new,
+                   index_: AssertionIndex, commit_events: dict, commit_tasks: list[dict], repo_id: str, sha: str,
                    index: int, config: EvolutionMinerConfig) -> None:
     new_is_test = is_test_file(ch.path)
     old_is_test = is_test_file(ch.old_path)
@@ -258,6 +262,7 @@ def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, 
     if ch.status == "D" or not new_is_test:
         counts["test_file_deleted" if ch.status == "D" else "test_file_renamed_away"] += 1
         state.files.pop(ch.old_path, None)
+        index_.forget(ch.old_path)
         return
     if "160000" in (ch.new_mode,):
         counts["submodule_skipped"] += 1
@@ -269,6 +274,7 @@ def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, 
     if ch.status == "R":
         counts["test_file_renamed"] += 1
         before = state.files.pop(ch.old_path, None)
+        index_.move(ch.old_path, ch.path)
     elif ch.status == "A":
         before = []
     else:
@@ -276,23 +282,26 @@ def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, 
         if before is None and ch.old_mode not in ("000000", "120000", "160000"):
             old = keys_of(ch.old_oid)
             before = [list(k) for k in old] if old is not None else None
-    parsed = parse_blob(ch.new_oid)
+    parsed = parse_new(ch.new_oid, ch.path)
     if parsed is None:  # unreadable or broken now: keep the last good state for this path
         if before is not None:
             state.files[ch.path] = before
         return
-    after_keys, source, tree, found = parsed
+    after_keys, source, tree = parsed
     state.files[ch.path] = [list(k) for k in after_keys]
-    events = assertion_events([tuple(k) for k in (before or [])], found)
+    events = assertion_events([tuple(k) for k in (before or [])], after_keys)
     if not events:
         return
     assert tree is not None
+    cands = index_.candidates(ch.path, [i for _, i in events])
     starts = line_starts(source)
-    comments = comment_ranges(tree.root_node)
     seen: set[str] = set()
-    for kind, cand in events:
+    for kind, idx in events:
+        cand = cands[idx]
         commit_events[kind] += 1
-        target = flatten(source, cand.cut, cand.end, comments_within(comments, cand.cut, cand.end))
+        assert cand.stmt is not None
+        comments = comments_within(comments_under(cand.stmt), cand.cut, cand.end)
+        target = flatten(source, cand.cut, cand.end, comments)
         reason = target_reason(True, target, config.max_target_chars)
         prefix_ok = reason is None and prefix_reason(source[:cand.cut].decode("utf-8", "replace")) is None
         if reason is None and not prefix_ok:
@@ -303,8 +312,7 @@ def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, 
             counts[f"evo_{reason}"] += 1
             continue
         seen.add(target)
-        commit_tasks.append(_task_row(repo_id, sha, index, ch.path, source, starts, comments,
-                                      kind, cand, target))
+        commit_tasks.append(_task_row(repo_id, sha, index, ch.path, source, starts, kind, cand, target))
 
 
 def round_robin(tasks: Iterable[dict]) -> list[dict]:

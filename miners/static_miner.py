@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,7 @@ from .testfiles import is_test_file
 
 PY_LANGUAGE = Language(tree_sitter_python.language())
 # The grammar still accepts Python 2 print/exec statements; Python 3 does not.
+_PY2_HINT = re.compile(rb"^[ \t]*(print|exec)\b[ \t]*[^\s(=]", re.M)  # cheap pre-check
 _PY2_QUERY = Query(PY_LANGUAGE, "(print_statement) @py2 (exec_statement) @py2")
 
 # File-level skip reasons, counted per repository.
@@ -72,7 +74,7 @@ def syntax_problem(root: Node) -> str | None:
     """Why a parsed file is not valid Python 3, or None."""
     if root.has_error:
         return f"does not parse (line {first_error_line(root)})"
-    if b"print" not in root.text and b"exec" not in root.text:
+    if not _PY2_HINT.search(root.text):
         return None
     py2 = QueryCursor(_PY2_QUERY).captures(root).get("py2")
     if py2:

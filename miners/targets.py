@@ -25,6 +25,18 @@ def comment_ranges(root: Node) -> list[tuple[int, int]]:
     return sorted((n.start_byte, n.end_byte) for n in nodes)
 
 
+def comments_under(node: Node) -> list[tuple[int, int]]:
+    """Byte ranges of the comments inside ``node`` (a statement), in order."""
+    out, stack = [], [node]
+    while stack:
+        n = stack.pop()
+        if n.type == "comment":
+            out.append((n.start_byte, n.end_byte))
+        else:
+            stack.extend(n.children)
+    return sorted(out)
+
+
 def comments_within(ranges: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
     i = bisect_left(ranges, (start, -1))
     out = []
