@@ -244,7 +244,7 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
             "production_code_diff": "",
             "n_new_assertions": commit_events["added"] + commit_events["modified"],
             "n_added_assertions": commit_events["added"],
-            "n_modified_assertions": commit_events["modified"], "n_tasks": len(commit_tasks)})
+            "n_modified_assertions": commit_events["modified"]})
         tasks.extend(commit_tasks)
     for row, diff in zip(commits, production_diffs(repo, pairs, config.max_diff_bytes, counts)):
         row["production_code_diff"] = diff

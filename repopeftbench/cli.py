@@ -17,6 +17,7 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from miners.evolution_miner import EvolutionMinerConfig
     from miners.static_miner import StaticMinerConfig
 
     from .build import BuildConfig, build
@@ -30,7 +31,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                                      prefix_max_lines=args.prefix_max_lines,
                                      cap_per_function=args.cap_per_function,
                                      cap_per_file=args.cap_per_file,
-                                     cap_per_repo=args.cap_per_repo))
+                                     cap_per_repo=args.cap_per_repo),
+            evolution=EvolutionMinerConfig(max_file_bytes=args.max_file_bytes,
+                                           max_diff_bytes=args.max_diff_bytes))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -41,20 +44,24 @@ def cmd_build(args: argparse.Namespace) -> int:
     except RepoListError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"\nBuilt {args.out}: {summary.n_ok}/{summary.n_repos} repositories mined, "
-          f"{sum(summary.split_sizes.values())} static tasks.")
-    print(markdown_table(["split", "tasks"], [[k, v] for k, v in summary.split_sizes.items()]))
+    tables = list(summary.split_sizes)
+    totals = ", ".join(f"{sum(summary.split_sizes[t].values())} {t}" for t in tables)
+    print(f"\nBuilt {args.out}: {summary.n_ok}/{summary.n_repos} repositories gave tasks; {totals} rows.")
+    splits = list(next(iter(summary.split_sizes.values()), {}))
+    print(markdown_table(["split", *tables], [[s, *(summary.split_sizes[t][s] for t in tables)]
+                                              for s in splits]))
     if summary.filter_counts:
-        print(markdown_table(["filtered (first reason)", "count"],
+        print(markdown_table(["filtered or counted", "count"],
                              [[k, v] for k, v in summary.filter_counts.items()]))
     if summary.failures:
         print(f"\n{len(summary.failures)} failure(s), listed in {Path(args.out) / 'failures.jsonl'}:")
         for f in summary.failures[:20]:
-            print(f"  {f['repo_id'] or f['source']}: {f['reason']}")
+            where = f" [{f['track']}]" if f.get("track") else ""
+            print(f"  {f['repo_id'] or f['source']}{where}: {f['reason']}")
         if len(summary.failures) > 20:
             print(f"  ... and {len(summary.failures) - 20} more")
     if summary.n_ok == 0:
-        print("error: no repository produced tasks", file=sys.stderr)
+        print("error: no repository gave tasks", file=sys.stderr)
         return 1
     return 0
 
@@ -88,7 +95,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--repos", required=True, help="repository list (.csv, .tsv or .jsonl) with "
                    "columns repo_id, url and optionally sha, license, stars, created_at, split")
     b.add_argument("--out", required=True, help="output directory")
-    b.add_argument("--tracks", default="static", help="comma-separated tracks (default: static)")
+    b.add_argument("--tracks", default="static",
+                   help="comma-separated tracks: static, evolution (default: static)")
     b.add_argument("--workers", type=_positive_int, default=min(4, os.cpu_count() or 1),
                    help="worker processes, one repository each (default: min(4, CPUs))")
     b.add_argument("--seed", type=int, default=0, help="split and sampling seed (default: 0)")
@@ -103,6 +111,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--cap-per-function", type=_positive_int, default=5)
     b.add_argument("--cap-per-file", type=_positive_int, default=20)
     b.add_argument("--cap-per-repo", type=_positive_int, default=200)
+    b.add_argument("--max-diff-bytes", type=_positive_int, default=1_000_000,
+                   help="truncate production-code diffs longer than this (default: 1000000)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
 

@@ -46,7 +46,10 @@ REPOS = _schema([
     pa.field("status", pa.string(), nullable=False),  # "ok" or "failed"
     pa.field("failure_reason", pa.string()),
     pa.field("n_test_files", pa.int32()),
-    pa.field("n_tasks", pa.int32()),
+    pa.field("n_tasks", pa.int32()),              # static tasks
+    pa.field("n_commits", pa.int32()),            # first-parent commits replayed
+    pa.field("n_kept_commits", pa.int32()),
+    pa.field("n_evolution_tasks", pa.int32()),
 ], "repos")
 
 STATIC = _schema([
@@ -94,8 +97,10 @@ EVOLUTION = _schema([
     pa.field("col_offset", pa.int32(), nullable=False),
     pa.field("assertion_type", pa.string(), nullable=False),
     pa.field("target_type", pa.string(), nullable=False),
+    pa.field("test_class", pa.string()),
     pa.field("test_function", pa.string(), nullable=False),
-    pa.field("prefix", pa.string(), nullable=False),
+    pa.field("event", pa.string(), nullable=False),        # "added" or "modified"
+    pa.field("prefix", pa.string(), nullable=False),       # whole file up to the cut
     pa.field("target", pa.string(), nullable=False),
 ], "evolution")
 

@@ -144,7 +144,8 @@ def test_build_outputs_failures_and_skips(tmp_path, repos):
     assert summary.n_ok == 4 and summary.n_failed == 6
 
     report = json.loads((out / "build_report.json").read_text())
-    skips = dict(next(r for r in report["repos"] if r["repo_id"] == "t/badfiles")["file_skips"])
+    bad_report = next(r for r in report["repos"] if r["repo_id"] == "t/badfiles")
+    skips = dict(bad_report["tracks"]["static"]["file_skips"])
     assert skips["tests/test_latin1.py"].startswith("non_utf8")
     assert skips["tests/test_py2.py"] == "syntax_error: Python 2 syntax (line 2)"
     assert skips["tests/test_syntax.py"].startswith("syntax_error")
@@ -153,9 +154,10 @@ def test_build_outputs_failures_and_skips(tmp_path, repos):
     for link in ("test_link.py", "test_loop.py", "test_outside.py"):
         assert skips[f"tests/{link}"].startswith("symlink")
 
-    static = {s: pq.read_table(out / "static" / f"{s}.parquet").to_pylist() if summary.split_sizes[s]
+    sizes = summary.split_sizes["static"]
+    static = {s: pq.read_table(out / "static" / f"{s}.parquet").to_pylist() if sizes[s]
               else [] for s in FILE_SPLITS}
-    assert all((out / "static" / f"{s}.parquet").exists() == (n > 0) for s, n in summary.split_sizes.items())
+    assert all((out / "static" / f"{s}.parquet").exists() == (n > 0) for s, n in sizes.items())
     rows = [r for rs in static.values() for r in rs]
     by_repo = {}
     for r in rows:
@@ -201,19 +203,19 @@ def test_resume_after_sigkill_matches_clean_build(tmp_path, repos):
     repo_list = tmp_path / "repos.jsonl"
     repo_list.write_text("".join(json.dumps(e) + "\n" for e in entries))
     clean = tmp_path / "clean"
-    build(repo_list, clean, workers=1, progress=False)
+    build(repo_list, clean, BuildConfig(tracks=("static", "evolution")), workers=1, progress=False)
 
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "repopeftbench", "build", "--repos", str(repo_list),
-           "--out", str(out), "--workers", "1", "--no-progress"]
+           "--out", str(out), "--workers", "1", "--no-progress", "--tracks", "static,evolution"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while time.time() < deadline and len(list((out / ".work" / "static").glob("*.json"))) < 2:
+    while time.time() < deadline and len(list((out / ".work").rglob("*.json"))) < 2:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_at_kill = len(list((out / ".work" / "static").glob("*.json")))
-    assert 2 <= done_at_kill < 8 and not (out / "manifest.json").exists()
+    done_at_kill = sum(1 for p in (out / ".work").rglob("*.json") if not p.name.endswith(".state.json"))
+    assert 2 <= done_at_kill < 16 and not (out / "manifest.json").exists()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert output_files(out) == output_files(clean)
 
@@ -224,7 +226,7 @@ def test_datasets_load_dataset_reads_the_build(tmp_path, repos):
     out = tmp_path / "out"
     summary = build(repo_list, out, CONFIG, workers=1, progress=False)
     ds = datasets.load_dataset(str(out), "static", cache_dir=str(tmp_path / "hf"))
-    assert {k: len(v) for k, v in ds.items()} == {k: n for k, n in summary.split_sizes.items() if n}
+    assert {k: len(v) for k, v in ds.items()} == {k: n for k, n in summary.split_sizes["static"].items() if n}
     assert "prefix" in ds["test_ood"].column_names
     repos_ds = datasets.load_dataset(str(out), "repos", cache_dir=str(tmp_path / "hf"))
     assert len(repos_ds["repos"]) == 9

@@ -39,12 +39,12 @@ def test_build_then_stats(tmp_path, capsys):
     assert main(["build", "--repos", str(repo_list), "--out", str(tmp_path / "o"),
                  "--workers", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "1/1 repositories mined, 1 static tasks" in out
+    assert "1/1 repositories gave tasks; 1 static rows" in out
     assert main(["stats", str(tmp_path / "o"), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert stats["n_tasks"] == 1 and stats["families"]["assert"] == 1
+    assert stats["static"]["n_tasks"] == 1 and stats["static"]["families"]["assert"] == 1
     assert main(["stats", str(tmp_path / "o")]) == 0
-    assert "### Split sizes" in capsys.readouterr().out
+    assert "## Static track: 1 tasks" in capsys.readouterr().out
 
 
 def test_clear_errors_for_bad_arguments(tmp_path, capsys):
@@ -54,7 +54,7 @@ def test_clear_errors_for_bad_arguments(tmp_path, capsys):
     assert "not an ISO-8601 date: 'soon'" in capsys.readouterr().err
     assert main(["build", "--repos", "x.csv", "--out", "o", "--tracks", "bogus"]) == 2
     assert main(["stats", str(tmp_path)]) == 2
-    assert "no static/ directory" in capsys.readouterr().err
+    assert "no build_report.json" in capsys.readouterr().err
 
 
 def test_build_where_every_repository_fails_still_writes_its_report(tmp_path, capsys):
@@ -64,7 +64,7 @@ def test_build_where_every_repository_fails_still_writes_its_report(tmp_path, ca
     assert main(["build", "--repos", str(repo_list), "--out", str(out), "--workers", "1",
                  "--no-progress"]) == 1
     captured = capsys.readouterr()
-    assert "x/y: cannot clone file:///nonexistent/repo.git: fatal:" in captured.out
-    assert "no repository produced tasks" in captured.err
+    assert "x/y [static]: cannot clone file:///nonexistent/repo.git: fatal:" in captured.out
+    assert "no repository gave tasks" in captured.err
     assert json.loads((out / "failures.jsonl").read_text())["repo_id"] == "x/y"
     assert (out / "manifest.json").exists() and (out / "README.md").exists()

@@ -1,0 +1,160 @@
+"""Per-repository mining results -> the published tables, card and manifest.
+
+Everything here is deterministic: rows are sorted, splits are pure functions of ids,
+seeds and commit order, and no time or path of the build machine is written.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from miners.evolution_miner import eval_cap, smart_cap
+
+from . import __version__
+from .io import (atomic_write_text, read_parquet, sha256_file, write_json, write_jsonl,
+                 write_parquet)
+from .repolist import BadRow, RepoSpec
+from .schema import COMMITS, EVOLUTION, FILE_SPLITS, REPOS, SCHEMA_VERSION, STATIC, table_from_rows
+from .splits import chronological_split, cross_repo_split, in_repo_split
+from .worker import paths
+
+if TYPE_CHECKING:
+    from .build import BuildConfig, BuildSummary
+
+
+def _write_splits(out_dir: Path, table: str, rows: list[dict], schema, written: list[str]) -> dict[str, int]:
+    """One Parquet file per non-empty split (datasets cannot read empty Parquet files)."""
+    sizes: dict[str, int] = {}
+    (out_dir / table).mkdir(parents=True, exist_ok=True)
+    for split_name, (cr, ir) in FILE_SPLITS.items():
+        part = [r for r in rows if r["cross_repo_split"] == cr and (ir is None or r["in_repo_split"] == ir)]
+        sizes[split_name] = len(part)
+        rel = f"{table}/{split_name}.parquet"
+        if part:
+            write_parquet(out_dir / rel, table_from_rows(part, schema))
+            written.append(rel)
+        else:
+            (out_dir / rel).unlink(missing_ok=True)
+    return sizes
+
+
+def _static_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root: Path) -> list[dict]:
+    rows = read_parquet(paths(work_root, "static", spec.repo_id)["rows"]).to_pylist()
+    ir = in_repo_split([r["task_id"] for r in rows], config.seed, config.in_repo_fractions)
+    for r in rows:
+        r["cross_repo_split"] = split
+        r["in_repo_split"] = ir[r["task_id"]]
+    return rows
+
+
+def _evolution_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root: Path,
+                    counts: Counter) -> tuple[list[dict], list[dict]]:
+    """Commits and capped tasks of one repository, with chronological in-repo splits."""
+    p = paths(work_root, "evolution", spec.repo_id)
+    commits = sorted(read_parquet(p["commits"]).to_pylist(), key=lambda c: c["commit_index"])
+    by_commit: dict[str, list[dict]] = {}
+    for t in read_parquet(p["rows"]).to_pylist():
+        by_commit.setdefault(t["commit_sha"], []).append(t)
+    ev = config.evolution
+    tasks: list[dict] = []
+    for commit, ir in zip(commits, chronological_split(len(commits), config.in_repo_fractions)):
+        commit["cross_repo_split"], commit["in_repo_split"] = split, ir
+        mine = by_commit.get(commit["commit_sha"], [])
+        if split == "train" and ir == "train":
+            kept = smart_cap(mine, ev.train_cap_per_file, ev.train_min_target_chars, counts)
+        else:
+            kept = eval_cap(mine, ev.eval_cap_per_commit, counts)
+        for t in kept:
+            t["cross_repo_split"], t["in_repo_split"] = split, ir
+        tasks.extend(kept)
+    return commits, tasks
+
+
+def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, dict],
+             config: "BuildConfig", work_root: Path, out_dir: Path, repos_file: Path) -> "BuildSummary":
+    from data_cards.card import render_card
+
+    from .build import BuildSummary
+
+    tracks = list(config.tracks)
+    static_rows: list[dict] = []
+    commit_rows: list[dict] = []
+    evo_rows: list[dict] = []
+    repo_rows: list[dict] = []
+    per_repo: list[dict] = []
+    counts: dict[str, Counter] = {t: Counter() for t in tracks}
+    failures: list[dict] = [{"repo_id": b.repo_id, "source": b.source, "track": None,
+                             "stage": "repo_list", "reason": b.reason} for b in bad_rows]
+    for spec in sorted(specs, key=lambda s: s.repo_id):
+        result = results[spec.repo_id]
+        info = result["info"] or {}
+        split = cross_repo_split(spec.repo_id, config.seed, config.cr_val_fraction,
+                                 config.cr_test_fraction, spec.split, bool(info.get("is_ood")))
+        metas = result["tracks"]
+        for track in tracks:
+            meta = metas[track]
+            counts[track].update(meta.get("filter_counts", {}))
+            if meta["status"] != "ok":
+                failures.append({"repo_id": spec.repo_id, "source": spec.source, "track": track,
+                                 "stage": "mine", "reason": meta["reason"]})
+        if "static" in tracks and metas["static"]["status"] == "ok":
+            static_rows.extend(_static_rows(spec, split, config, work_root))
+        if "evolution" in tracks and metas["evolution"]["status"] == "ok":
+            c, t = _evolution_rows(spec, split, config, work_root, counts["evolution"])
+            commit_rows.extend(c)
+            evo_rows.extend(t)
+        st, evo = metas.get("static", {}), metas.get("evolution", {})
+        ok = any(m["status"] == "ok" for m in metas.values())
+        reasons = "; ".join(f"{t}: {m['reason']}" for t, m in metas.items() if m["status"] != "ok")
+        repo_rows.append({
+            "repo_id": spec.repo_id, "url": spec.url, "commit_sha": info.get("snapshot"),
+            "commit_timestamp": st.get("commit_timestamp"), "license": spec.license,
+            "stars": spec.stars, "created_at": info.get("created_at", spec.created_at),
+            "cross_repo_split": split, "status": "ok" if ok else "failed",
+            "failure_reason": reasons or None, "n_test_files": st.get("n_test_files", 0),
+            "n_tasks": st.get("n_tasks", 0), "n_commits": evo.get("n_commits", 0),
+            "n_kept_commits": evo.get("n_kept_commits", 0),
+            "n_evolution_tasks": 0})  # filled in below, after the caps
+        per_repo.append({"repo_id": spec.repo_id, "cross_repo_split": split, "tracks": {
+            t: {k: m.get(k) for k in ("status", "reason", "n_tasks", "n_test_files", "n_candidates",
+                                      "n_commits", "n_kept_commits", "filter_counts", "file_skips")
+                if k in m} for t, m in metas.items()}})
+
+    evo_per_repo = Counter(t["repo_id"] for t in evo_rows)
+    for row in repo_rows:
+        row["n_evolution_tasks"] = evo_per_repo.get(row["repo_id"], 0)
+
+    written: list[str] = []
+    split_sizes: dict[str, dict[str, int]] = {}
+    if "static" in tracks:
+        static_rows.sort(key=lambda r: (r["repo_id"], r["test_file"], r["byte_offset"]))
+        split_sizes["static"] = _write_splits(out_dir, "static", static_rows, STATIC, written)
+    if "evolution" in tracks:
+        commit_rows.sort(key=lambda r: (r["repo_id"], r["commit_index"]))
+        evo_rows.sort(key=lambda r: (r["repo_id"], r["commit_index"], r["test_file"], r["lineno"],
+                                     r["col_offset"]))
+        split_sizes["commits"] = _write_splits(out_dir, "commits", commit_rows, COMMITS, written)
+        split_sizes["evolution"] = _write_splits(out_dir, "evolution", evo_rows, EVOLUTION, written)
+    write_parquet(out_dir / "repos.parquet", table_from_rows(repo_rows, REPOS))
+    write_jsonl(out_dir / "failures.jsonl", failures)
+    n_ok = sum(r["status"] == "ok" for r in repo_rows)
+    report = {"n_repos_listed": len(specs) + len(bad_rows), "n_repos_ok": n_ok,
+              "n_failures": len(failures), "tracks": tracks, "split_sizes": split_sizes,
+              "filter_counts": {t: dict(sorted(c.items())) for t, c in counts.items()},
+              "repos": per_repo}
+    write_json(out_dir / "build_report.json", report)
+    written += ["repos.parquet", "failures.jsonl", "build_report.json"]
+    atomic_write_text(out_dir / "README.md", render_card(out_dir, config, report))
+    written.append("README.md")
+    manifest = {"tool": "repopeftbench", "version": __version__, "schema_version": SCHEMA_VERSION,
+                "config": config.to_dict(), "config_hash": config.hash(),
+                "repo_list_sha256": sha256_file(repos_file),
+                "files": {rel: sha256_file(out_dir / rel) for rel in sorted(written)}}
+    write_json(out_dir / "manifest.json", manifest)
+    merged = Counter()
+    for c in counts.values():
+        merged.update(c)
+    return BuildSummary(out_dir=out_dir, n_repos=len(specs) + len(bad_rows), n_ok=n_ok,
+                        n_failed=len(failures), split_sizes=split_sizes,
+                        filter_counts=dict(sorted(merged.items())), failures=failures)
