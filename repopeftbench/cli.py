@@ -82,6 +82,30 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_select(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from miners.select import GitHubClient, SelectConfig, SelectError, rows_to_csv, select_repositories
+
+    from .io import atomic_write_text
+
+    config = SelectConfig(licenses=tuple(args.license.split(",")), min_stars=args.min_stars,
+                          pushed_after=args.pushed_after, cutoff=args.cutoff,
+                          max_repos=args.max_repos, check_tests=not args.no_check_tests)
+    client = GitHubClient(api_url=args.api_url)
+    with tqdm(desc="selecting", unit="repo", disable=args.no_progress, file=sys.stderr) as bar:
+        try:
+            rows = select_repositories(client, config, progress=bar.update)
+        except SelectError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    atomic_write_text(args.out, rows_to_csv(rows))
+    n_ood = sum(r["split"] == "ood" for r in rows)
+    print(f"Wrote {args.out}: {len(rows) - n_ood} in-distribution and {n_ood} ood repositories "
+          f"({client.requests} API requests).")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="repopeftbench",
@@ -115,6 +139,23 @@ def make_parser() -> argparse.ArgumentParser:
                    help="truncate production-code diffs longer than this (default: 1000000)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
+
+    c = sub.add_parser("select", help="make a repository list with the GitHub search API",
+                       description="Select repositories by the criteria of the benchmark "
+                                   "(token from GITHUB_TOKEN) and write a list for 'build'.")
+    c.add_argument("--out", required=True, help="CSV file to write")
+    c.add_argument("--license", default="mit", help="comma-separated licences (default: mit)")
+    c.add_argument("--min-stars", type=int, default=300)
+    c.add_argument("--pushed-after", default="2023-01-01")
+    c.add_argument("--cutoff", default="2025-04-01",
+                   help="created before: in-distribution; after: ood (default: 2025-04-01)")
+    c.add_argument("--max-repos", type=_positive_int, default=None,
+                   help="at most this many per group (in-distribution, ood)")
+    c.add_argument("--no-check-tests", action="store_true",
+                   help="do not check each repository's root for a test suite")
+    c.add_argument("--api-url", default="https://api.github.com")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_select)
 
     s = sub.add_parser("stats", help="print statistics of a built benchmark",
                        description="Print split sizes, family and target-type mix, lengths "
