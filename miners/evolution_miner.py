@@ -15,7 +15,7 @@ import hashlib
 from bisect import bisect_right
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .assertions import Candidate, find_candidates
 from .filters import prefix_reason, target_reason
@@ -158,8 +158,16 @@ def _task_row(repo_id: str, sha: str, index: int, path: str, source: bytes, star
 
 
 def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMinerConfig,
-                   state: EvolutionState | None = None, progress=None) -> EvolutionResult:
-    """Replay first-parent history up to ``head`` (from ``state.head`` when given)."""
+                   state: EvolutionState | None = None, progress=None,
+                   task_sink: Callable[[list[dict]], None] | None = None,
+                   commit_sink: Callable[[list[dict]], None] | None = None,
+                   diff_chunk: int = 256) -> EvolutionResult:
+    """Replay first-parent history up to ``head`` (from ``state.head`` when given).
+
+    Tasks go to ``task_sink`` one kept commit at a time, and commits (with their diffs,
+    computed ``diff_chunk`` commits per ``git diff-tree`` call) to ``commit_sink``, when
+    given: memory stays bounded on long histories. Otherwise both go into the result.
+    """
     state = state or EvolutionState()
     parser = make_parser()
     counts: Counter = Counter()
@@ -167,7 +175,18 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
     commits: list[dict] = []
     tasks: list[dict] = []
     rev_range = f"{state.head}..{head}" if state.head else head
-    pairs: list[tuple[str, str]] = []  # (previous kept tree, kept tree) per kept commit
+    pairs: list[tuple[str, str]] = []  # (previous kept tree, kept tree) per pending commit
+    pending: list[dict] = []            # kept commits waiting for their diffs
+
+    def flush_commits() -> None:
+        for row, diff in zip(pending, production_diffs(repo, pairs, config.max_diff_bytes, counts)):
+            row["production_code_diff"] = diff
+        if commit_sink is not None:
+            commit_sink(list(pending))
+        else:
+            commits.extend(pending)
+        pending.clear()
+        pairs.clear()
     base_tree = empty_tree(repo)
 
     index_ = AssertionIndex(parser)
@@ -238,16 +257,20 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
             continue
         pairs.append((state.last_kept_tree or base_tree, commit.tree))
         state.last_kept, state.last_kept_tree = commit.sha, commit.tree
-        commits.append({
+        pending.append({
             "repo_id": repo_id, "commit_index": index, "commit_sha": commit.sha,
             "commit_timestamp": commit.commit_time, "author_timestamp": commit.author_time,
             "production_code_diff": "",
             "n_new_assertions": commit_events["added"] + commit_events["modified"],
             "n_added_assertions": commit_events["added"],
             "n_modified_assertions": commit_events["modified"]})
-        tasks.extend(commit_tasks)
-    for row, diff in zip(commits, production_diffs(repo, pairs, config.max_diff_bytes, counts)):
-        row["production_code_diff"] = diff
+        if task_sink is not None:
+            task_sink(commit_tasks)
+        else:
+            tasks.extend(commit_tasks)
+        if len(pending) >= diff_chunk:
+            flush_commits()
+    flush_commits()
     state.head = head
     return EvolutionResult(commits, tasks, counts, state)
 

@@ -135,16 +135,20 @@ def _keys_for(tree: Tree, nodes: list[Node], wanted: list[int]) -> dict[int, lis
 class AssertionIndex:
     """Per-path incremental parse state, bounded to ``max_paths`` paths (LRU)."""
 
-    def __init__(self, parser: Parser, max_paths: int = 512):
+    def __init__(self, parser: Parser, max_paths: int = 256, max_bytes: int = 32 << 20):
         self.parser = parser
-        self.max_paths = max_paths
+        self.max_paths, self.max_bytes = max_paths, max_bytes
         self._files: OrderedDict[str, _Parsed] = OrderedDict()
+        self._bytes = 0
 
     def forget(self, path: str) -> None:
-        self._files.pop(path, None)
+        parsed = self._files.pop(path, None)
+        if parsed is not None:
+            self._bytes -= len(parsed.source)
 
     def move(self, old: str, new: str) -> None:
         if old in self._files:
+            self.forget(new)
             self._files[new] = self._files.pop(old)
 
     def parse(self, path: str, data: bytes) -> tuple[Tree, list[Key]]:
@@ -153,6 +157,8 @@ class AssertionIndex:
         The caller checks the tree for syntax errors and calls ``forget`` if it rejects it.
         """
         prev = self._files.pop(path, None)
+        if prev is not None:
+            self._bytes -= len(prev.source)
         if prev is None:
             tree = self.parser.parse(data)
             found = _unit_nodes(tree.root_node)
@@ -163,8 +169,10 @@ class AssertionIndex:
         else:
             tree, units = self._reparse(prev, data)
         self._files[path] = _Parsed(data, tree, units)
-        if len(self._files) > self.max_paths:
-            self._files.popitem(last=False)
+        self._bytes += len(data)
+        while len(self._files) > 1 and (len(self._files) > self.max_paths or self._bytes > self.max_bytes):
+            _, evicted = self._files.popitem(last=False)  # least recently used; trees are large
+            self._bytes -= len(evicted.source)
         return tree, [k for u in units for k in u.keys]
 
     def _reparse(self, prev: _Parsed, data: bytes) -> tuple[Tree, list[_Unit]]:

@@ -1,7 +1,9 @@
 """Per-repository mining results -> the published tables, card and manifest.
 
-Everything here is deterministic: rows are sorted, splits are pure functions of ids,
-seeds and commit order, and no time or path of the build machine is written.
+Everything here is deterministic: repositories are taken in repo_id order, rows in a
+fixed order within each, splits are pure functions of ids, seeds and commit order, and
+no time or path of the build machine is written. Evolution tables are streamed, one
+repository at a time, so memory does not grow with the size of the benchmark.
 """
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow.parquet as pq
+
 from miners.evolution_miner import eval_cap, smart_cap
 
 from . import __version__
-from .io import (atomic_write_text, read_parquet, sha256_file, write_json, write_jsonl,
-                 write_parquet)
+from .io import (SplitWriter, atomic_write_text, read_parquet, sha256_file, write_json,
+                 write_jsonl, write_parquet)
 from .repolist import BadRow, RepoSpec
 from .schema import COMMITS, EVOLUTION, FILE_SPLITS, REPOS, SCHEMA_VERSION, STATIC, table_from_rows
 from .splits import chronological_split, cross_repo_split, in_repo_split
@@ -48,27 +52,61 @@ def _static_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root: P
     return rows
 
 
+_TASK_COLUMNS_WITHOUT_PREFIX = [n for n in EVOLUTION.names
+                                if n not in ("prefix", "cross_repo_split", "in_repo_split")]
+
+
 def _evolution_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root: Path,
-                    counts: Counter) -> tuple[list[dict], list[dict]]:
-    """Commits and capped tasks of one repository, with chronological in-repo splits."""
+                    counts: Counter, commit_out: SplitWriter, task_out: SplitWriter) -> int:
+    """Stream one repository's commits and capped tasks into the split writers.
+
+    The caps are decided on the task table without its prefixes; prefixes are then read
+    batch by batch for the kept rows only, so memory stays bounded by the batch size.
+    Rows keep the miner's order (commit, then file, then position). Returns the task count.
+    """
     p = paths(work_root, "evolution", spec.repo_id)
     commits = sorted(read_parquet(p["commits"]).to_pylist(), key=lambda c: c["commit_index"])
-    by_commit: dict[str, list[dict]] = {}
-    for t in read_parquet(p["rows"]).to_pylist():
-        by_commit.setdefault(t["commit_sha"], []).append(t)
+    splits = chronological_split(len(commits), config.in_repo_fractions)
+    ir_of = {c["commit_sha"]: ir for c, ir in zip(commits, splits)}
+    for c in commits:
+        c["cross_repo_split"], c["in_repo_split"] = split, ir_of[c["commit_sha"]]
+    for name, (cr, ir) in FILE_SPLITS.items():
+        part = [c for c in commits if cr == split and (ir is None or c["in_repo_split"] == ir)]
+        commit_out.write(name, table_from_rows(part, COMMITS))
+
+    light = pq.read_table(p["rows"], columns=_TASK_COLUMNS_WITHOUT_PREFIX).to_pylist()
+    by_commit: dict[str, list[int]] = {}
+    for i, t in enumerate(light):
+        t["_row"] = i
+        by_commit.setdefault(t["commit_sha"], []).append(i)
     ev = config.evolution
-    tasks: list[dict] = []
-    for commit, ir in zip(commits, chronological_split(len(commits), config.in_repo_fractions)):
-        commit["cross_repo_split"], commit["in_repo_split"] = split, ir
-        mine = by_commit.get(commit["commit_sha"], [])
+    keep: dict[int, str] = {}  # row -> in-repo split
+    for c in commits:
+        mine = [light[i] for i in by_commit.get(c["commit_sha"], [])]
+        ir = c["in_repo_split"]
         if split == "train" and ir == "train":
             kept = smart_cap(mine, ev.train_cap_per_file, ev.train_min_target_chars, counts)
         else:
             kept = eval_cap(mine, ev.eval_cap_per_commit, counts)
-        for t in kept:
-            t["cross_repo_split"], t["in_repo_split"] = split, ir
-        tasks.extend(kept)
-    return commits, tasks
+        keep.update((t["_row"], ir) for t in kept)
+    file_split = {ir: name for name, (cr, ir) in FILE_SPLITS.items() if cr == split and ir}
+    offset, n = 0, 0
+    for batch in pq.ParquetFile(p["rows"]).iter_batches(batch_size=1024):
+        rows = [i for i in range(batch.num_rows) if offset + i in keep]
+        if rows:
+            chosen = batch.take(rows).to_pylist()
+            grouped: dict[str, list[dict]] = {}
+            for i, r in zip(rows, chosen):
+                ir = keep[offset + i]
+                r["cross_repo_split"], r["in_repo_split"] = split, ir
+                name = file_split.get(ir) or next(k for k, (cr, _) in FILE_SPLITS.items() if cr == split)
+                grouped.setdefault(name, []).append(r)
+            for name in FILE_SPLITS:
+                if name in grouped:
+                    task_out.write(name, table_from_rows(grouped[name], EVOLUTION))
+                    n += len(grouped[name])
+        offset += batch.num_rows
+    return n
 
 
 def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, dict],
@@ -79,8 +117,10 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, d
 
     tracks = list(config.tracks)
     static_rows: list[dict] = []
-    commit_rows: list[dict] = []
-    evo_rows: list[dict] = []
+    evo_tasks: dict[str, int] = {}
+    if "evolution" in tracks:
+        commit_out = SplitWriter(out_dir / "commits", COMMITS, FILE_SPLITS)
+        task_out = SplitWriter(out_dir / "evolution", EVOLUTION, FILE_SPLITS)
     repo_rows: list[dict] = []
     per_repo: list[dict] = []
     counts: dict[str, Counter] = {t: Counter() for t in tracks}
@@ -101,9 +141,8 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, d
         if "static" in tracks and metas["static"]["status"] == "ok":
             static_rows.extend(_static_rows(spec, split, config, work_root))
         if "evolution" in tracks and metas["evolution"]["status"] == "ok":
-            c, t = _evolution_rows(spec, split, config, work_root, counts["evolution"])
-            commit_rows.extend(c)
-            evo_rows.extend(t)
+            evo_tasks[spec.repo_id] = _evolution_rows(spec, split, config, work_root,
+                                                      counts["evolution"], commit_out, task_out)
         st, evo = metas.get("static", {}), metas.get("evolution", {})
         ok = any(m["status"] == "ok" for m in metas.values())
         reasons = "; ".join(f"{t}: {m['reason']}" for t, m in metas.items() if m["status"] != "ok")
@@ -121,9 +160,8 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, d
                                       "n_commits", "n_kept_commits", "filter_counts", "file_skips")
                 if k in m} for t, m in metas.items()}})
 
-    evo_per_repo = Counter(t["repo_id"] for t in evo_rows)
     for row in repo_rows:
-        row["n_evolution_tasks"] = evo_per_repo.get(row["repo_id"], 0)
+        row["n_evolution_tasks"] = evo_tasks.get(row["repo_id"], 0)
 
     written: list[str] = []
     split_sizes: dict[str, dict[str, int]] = {}
@@ -131,11 +169,9 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, d
         static_rows.sort(key=lambda r: (r["repo_id"], r["test_file"], r["byte_offset"]))
         split_sizes["static"] = _write_splits(out_dir, "static", static_rows, STATIC, written)
     if "evolution" in tracks:
-        commit_rows.sort(key=lambda r: (r["repo_id"], r["commit_index"]))
-        evo_rows.sort(key=lambda r: (r["repo_id"], r["commit_index"], r["test_file"], r["lineno"],
-                                     r["col_offset"]))
-        split_sizes["commits"] = _write_splits(out_dir, "commits", commit_rows, COMMITS, written)
-        split_sizes["evolution"] = _write_splits(out_dir, "evolution", evo_rows, EVOLUTION, written)
+        for table, writer in (("commits", commit_out), ("evolution", task_out)):
+            split_sizes[table] = writer.close()
+            written += [f"{table}/{s}.parquet" for s, n in split_sizes[table].items() if n]
     write_parquet(out_dir / "repos.parquet", table_from_rows(repo_rows, REPOS))
     write_jsonl(out_dir / "failures.jsonl", failures)
     n_ok = sum(r["status"] == "ok" for r in repo_rows)

@@ -82,3 +82,45 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class SplitWriter:
+    """Streams rows into one Parquet file per split, each written to a temporary file and
+    renamed into place on ``close``; splits that got no rows have no file (stale ones are
+    removed). Row groups follow ``write`` calls, so the same calls give the same bytes."""
+
+    def __init__(self, directory: str | os.PathLike, schema: pa.Schema, splits: Iterable[str]):
+        self.directory = Path(directory)
+        self.schema = schema
+        self.splits = list(splits)
+        self.sizes = {s: 0 for s in self.splits}
+        self._writers: dict[str, tuple[pq.ParquetWriter, str]] = {}
+
+    def write(self, split: str, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        if split not in self._writers:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{split}.", suffix=".tmp")
+            os.close(fd)
+            options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
+            self._writers[split] = (pq.ParquetWriter(tmp, self.schema, **options), tmp)
+        self._writers[split][0].write_table(table, row_group_size=PARQUET_OPTIONS["row_group_size"])
+        self.sizes[split] += table.num_rows
+
+    def close(self) -> dict[str, int]:
+        for split in self.splits:
+            final = self.directory / f"{split}.parquet"
+            if split in self._writers:
+                writer, tmp = self._writers.pop(split)
+                writer.close()
+                os.replace(tmp, final)
+            else:
+                final.unlink(missing_ok=True)
+        return dict(self.sizes)
+
+    def abort(self) -> None:
+        for writer, tmp in self._writers.values():
+            writer.close()
+            Path(tmp).unlink(missing_ok=True)
+        self._writers.clear()

@@ -8,16 +8,19 @@ that gained commits is continued from where the last build stopped.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+import pyarrow.parquet as pq
 
 from miners.acquire import acquire, safe_name
 from miners.evolution_miner import EvolutionState, mine_evolution
 from miners.git import GitError, GitRepo
 from miners.static_miner import mine_static
 
-from .io import read_parquet, write_json, write_parquet
+from .io import write_json, write_parquet
 from .repolist import RepoSpec
 from .schema import COMMITS, EVOLUTION, SCHEMA_VERSION, STATIC, table_from_rows
 from .splits import iso_time, parse_time
@@ -128,7 +131,8 @@ def mine_evolution_track(repo: GitRepo, spec: RepoSpec, info: RepoInfo, config,
         write_json(p["meta"], meta)
         return meta
     cached = _load_meta(p["meta"])
-    state, commits, tasks, counts = EvolutionState(), [], [], {}
+    state, counts = EvolutionState(), {}
+    previous: bool = False
     if cached and cached.get("key") == key and p["state"].exists():
         if cached.get("head") == info.snapshot:
             return cached
@@ -136,21 +140,23 @@ def mine_evolution_track(repo: GitRepo, spec: RepoSpec, info: RepoInfo, config,
         if old_state.head and _is_ancestor(repo, old_state.head, info.snapshot):
             state = old_state  # incremental: continue the replay from the last build
             counts = dict(cached.get("filter_counts", {}))
-            if p["commits"].exists():
-                commits = read_parquet(p["commits"]).to_pylist()
-                tasks = read_parquet(p["rows"]).to_pylist()
-    result = mine_evolution(repo, info.snapshot, spec.repo_id, config.evolution, state)
-    commits += result.commits
-    tasks += result.tasks
+            previous = p["commits"].exists() and p["rows"].exists()
+    with Spool(p["rows"], MINED_EVOLUTION) as tasks, Spool(p["commits"], MINED_COMMITS) as commits:
+        if previous:
+            tasks.copy_from(p["rows"])
+            commits.copy_from(p["commits"])
+        result = mine_evolution(repo, info.snapshot, spec.repo_id, config.evolution, state,
+                                task_sink=tasks.add, commit_sink=commits.add)
+        n_tasks, n_kept = tasks.n_rows, commits.n_rows
+        if not n_kept:
+            tasks.discard()
+            commits.discard()
     for name, n in result.counts.items():
         counts[name] = counts.get(name, 0) + n
     base = dict(key=key, head=info.snapshot, n_commits=result.state.n_commits,
-                n_kept_commits=len(commits), filter_counts=dict(sorted(counts.items())))
-    if commits:
-        write_parquet(p["rows"], table_from_rows(tasks, MINED_EVOLUTION))
-        write_parquet(p["commits"], table_from_rows(commits, MINED_COMMITS))
-        meta = {"repo_id": spec.repo_id, "status": "ok", "reason": None, "n_tasks": len(tasks),
-                **base}
+                n_kept_commits=n_kept, filter_counts=dict(sorted(counts.items())))
+    if n_kept:
+        meta = {"repo_id": spec.repo_id, "status": "ok", "reason": None, "n_tasks": n_tasks, **base}
     else:
         for stale in (p["rows"], p["commits"]):
             stale.unlink(missing_ok=True)
@@ -159,6 +165,53 @@ def mine_evolution_track(repo: GitRepo, spec: RepoSpec, info: RepoInfo, config,
     write_json(p["state"], result.state.to_dict())
     write_json(p["meta"], meta)
     return meta
+
+
+class Spool:
+    """Rows streamed to a Parquet file in chunks: memory stays bounded however long the
+    history. The file replaces ``path`` atomically when the spool closes."""
+
+    CHUNK = 1000
+
+    def __init__(self, path: Path, schema):
+        self.path, self.schema = path, schema
+        self.n_rows = 0
+        self._buffer: list[dict] = []
+        self._discard = False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = path.with_name(f".{path.name}.tmp")
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+
+    def add(self, rows: list[dict]) -> None:
+        self._buffer.extend(rows)
+        self.n_rows += len(rows)
+        if len(self._buffer) >= self.CHUNK:
+            self._flush()
+
+    def copy_from(self, path: Path) -> None:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=self.CHUNK):
+            self._writer.write_batch(batch)
+            self.n_rows += batch.num_rows
+
+    def discard(self) -> None:
+        self._discard = True
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._writer.write_table(table_from_rows(self._buffer, self.schema))
+            self._buffer = []
+
+    def __enter__(self) -> "Spool":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self._flush()
+        self._writer.close()
+        if exc_type is None and not self._discard:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
 
 
 TRACK_MINERS: dict[str, Callable[..., dict]] = {"static": mine_static_track,
