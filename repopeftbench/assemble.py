@@ -65,14 +65,30 @@ def _evolution_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root
     Rows keep the miner's order (commit, then file, then position). Returns the task count.
     """
     p = paths(work_root, "evolution", spec.repo_id)
-    commits = sorted(read_parquet(p["commits"]).to_pylist(), key=lambda c: c["commit_index"])
+    commits = pq.read_table(p["commits"], columns=["commit_sha", "commit_index"]).to_pylist()
+    if [c["commit_index"] for c in commits] != sorted(c["commit_index"] for c in commits):
+        raise ValueError(f"{p['commits']}: commits are not in history order")
     splits = chronological_split(len(commits), config.in_repo_fractions)
-    ir_of = {c["commit_sha"]: ir for c, ir in zip(commits, splits)}
-    for c in commits:
-        c["cross_repo_split"], c["in_repo_split"] = split, ir_of[c["commit_sha"]]
-    for name, (cr, ir) in FILE_SPLITS.items():
-        part = [c for c in commits if cr == split and (ir is None or c["in_repo_split"] == ir)]
-        commit_out.write(name, table_from_rows(part, COMMITS))
+    for c, ir in zip(commits, splits):
+        c["in_repo_split"] = ir
+    file_split = {ir: name for name, (cr, ir) in FILE_SPLITS.items() if cr == split and ir}
+    whole = next(name for name, (cr, ir) in FILE_SPLITS.items() if cr == split)
+
+    def split_name(ir: str) -> str:
+        return file_split.get(ir, whole) if split == "train" else whole
+
+    offset = 0  # commits with their (large) diffs are streamed batch by batch
+    for batch in pq.ParquetFile(p["commits"]).iter_batches(batch_size=256):
+        rows = batch.to_pylist()
+        grouped: dict[str, list[dict]] = {}
+        for i, r in enumerate(rows):
+            ir = splits[offset + i]
+            r["cross_repo_split"], r["in_repo_split"] = split, ir
+            grouped.setdefault(split_name(ir), []).append(r)
+        for name in FILE_SPLITS:
+            if name in grouped:
+                commit_out.write(name, table_from_rows(grouped[name], COMMITS))
+        offset += len(rows)
 
     light = pq.read_table(p["rows"], columns=_TASK_COLUMNS_WITHOUT_PREFIX).to_pylist()
     by_commit: dict[str, list[int]] = {}
@@ -89,7 +105,6 @@ def _evolution_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root
         else:
             kept = eval_cap(mine, ev.eval_cap_per_commit, counts)
         keep.update((t["_row"], ir) for t in kept)
-    file_split = {ir: name for name, (cr, ir) in FILE_SPLITS.items() if cr == split and ir}
     offset, n = 0, 0
     for batch in pq.ParquetFile(p["rows"]).iter_batches(batch_size=1024):
         rows = [i for i in range(batch.num_rows) if offset + i in keep]
@@ -99,8 +114,7 @@ def _evolution_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root
             for i, r in zip(rows, chosen):
                 ir = keep[offset + i]
                 r["cross_repo_split"], r["in_repo_split"] = split, ir
-                name = file_split.get(ir) or next(k for k, (cr, _) in FILE_SPLITS.items() if cr == split)
-                grouped.setdefault(name, []).append(r)
+                grouped.setdefault(split_name(ir), []).append(r)
             for name in FILE_SPLITS:
                 if name in grouped:
                     task_out.write(name, table_from_rows(grouped[name], EVOLUTION))
