@@ -106,6 +106,75 @@ def cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from evaluators.generation import GenerationConfig
+    from evaluators.harness import evaluate, format_scores
+
+    try:
+        options = dict(kv.split("=", 1) for kv in args.option)
+    except ValueError:
+        print("error: --option takes KEY=VALUE", file=sys.stderr)
+        return 2
+    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, max_input_tokens=args.max_input_tokens,
+                           batch_size=args.batch_size)
+    try:
+        results = evaluate(args.dataset, args.config, args.split, args.method, args.model, args.out,
+                           limit=args.limit, device=args.device, generation=gen,
+                           method_options=options, progress=not args.no_progress)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    print(format_scores(results))
+    print(f"Run written to {args.out} (predictions.jsonl, results.json); "
+          f"{results['n_predicted_now']} tasks predicted now, {results['wall_time_s']} s.")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from evaluators.harness import format_scores, score_predictions
+    from evaluators.submission import SubmissionError
+
+    try:
+        results = score_predictions(args.dataset, args.config, args.split, args.predictions, args.out)
+    except (SubmissionError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_scores(results))
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from evaluators.leaderboard import to_markdown, write_leaderboard
+
+    try:
+        entries = write_leaderboard(args.runs, args.out)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(to_markdown(entries))
+    print(f"Wrote {args.out}/leaderboard.md, index.html and leaderboard.png ({len(entries)} runs).")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from evaluators.harness import read_scored
+
+    try:
+        from evaluators.scoring import paired_comparison
+        a, b = read_scored(args.run_a, args.dataset), read_scored(args.run_b, args.dataset)
+        result = paired_comparison(a, b, metric=args.metric)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(_json.dumps(result, indent=2))
+    print(f"{args.run_b} - {args.run_a}: {result['delta']:+.2f} points of {args.metric} "
+          f"(95% CI [{result['ci'][0]:+.2f}, {result['ci'][1]:+.2f}], p={result['p_value']:.3f}, "
+          f"{result['wins']} wins / {result['losses']} losses over {result['n_tasks']} tasks)")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="repopeftbench",
@@ -156,6 +225,53 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("--api-url", default="https://api.github.com")
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cmd_select)
+
+    e = sub.add_parser("evaluate", help="run a method on a benchmark split and score it",
+                       description="Run a registered method (see --list-methods) on one split "
+                                   "with a Hugging Face model; writes predictions and results.")
+    e.add_argument("--dataset", required=True, help="benchmark directory written by 'build'")
+    e.add_argument("--config", default="static", choices=["static", "evolution"])
+    e.add_argument("--split", default="test_cross_repo")
+    e.add_argument("--method", default="pretrained")
+    e.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="method option (repeatable)")
+    e.add_argument("--model", default="smollm2",
+                   help="Hugging Face model name or path, or an offline alias: smollm2 (default), "
+                        "qwen2.5-coder-0.5b")
+    e.add_argument("--out", required=True, help="run directory")
+    e.add_argument("--limit", type=_positive_int, default=None,
+                   help="evaluate a fixed sample of N tasks")
+    e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (bf16 on CUDA)")
+    e.add_argument("--batch-size", type=_positive_int, default=8)
+    e.add_argument("--max-new-tokens", type=_positive_int, default=64)
+    e.add_argument("--max-input-tokens", type=_positive_int, default=4096)
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    sc = sub.add_parser("score", help="validate and score a predictions file",
+                        description="Validate a predictions JSONL (header line with dataset_sha256, "
+                                    "config, split; then task_id/prediction lines) and score it.")
+    sc.add_argument("--dataset", required=True)
+    sc.add_argument("--config", default="static", choices=["static", "evolution"])
+    sc.add_argument("--split", required=True)
+    sc.add_argument("--predictions", required=True)
+    sc.add_argument("--out", default=None, help="write results.json into this directory")
+    sc.set_defaults(func=cmd_score)
+
+    lb = sub.add_parser("leaderboard", help="render the leaderboard from run directories",
+                        description="Collect every results.json under --runs and write "
+                                    "leaderboard.md, index.html (sortable) and leaderboard.png.")
+    lb.add_argument("--runs", required=True)
+    lb.add_argument("--out", required=True)
+    lb.set_defaults(func=cmd_leaderboard)
+
+    cp = sub.add_parser("compare", help="paired comparison of two runs on the same tasks",
+                        description="Difference run_b - run_a with a repository bootstrap CI.")
+    cp.add_argument("run_a")
+    cp.add_argument("run_b")
+    cp.add_argument("--dataset", required=True)
+    cp.add_argument("--metric", default="em", choices=["em", "paper_em", "strict_em", "edit_sim"])
+    cp.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("stats", help="print statistics of a built benchmark",
                        description="Print split sizes, family and target-type mix, lengths "

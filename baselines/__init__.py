@@ -1,0 +1,1 @@
+"""Baseline methods: pretrained (zero-shot); RAG, fine-tuning and LoRA baselines to come."""

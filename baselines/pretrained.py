@@ -1,0 +1,9 @@
+"""The frozen model, zero-shot: the prefix is the whole prompt."""
+from __future__ import annotations
+
+from evaluators.registry import Method, register_method
+
+
+@register_method("pretrained")
+class Pretrained(Method):
+    """Zero-shot completion with the base model (SPEC section 9, first row)."""

@@ -1,0 +1,1 @@
+"""Code2LoRA: repository encoder and Static/Evo hypernetworks (to come)."""

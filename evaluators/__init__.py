@@ -1,0 +1,1 @@
+"""The evaluation harness: method plugins, generation backends, scoring, runs, leaderboard."""

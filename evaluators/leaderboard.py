@@ -1,0 +1,145 @@
+"""Leaderboard from results JSONs: Markdown, a static sortable HTML page, and a PNG plot."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from repopeftbench.io import atomic_write_text
+
+COLUMNS = ("em", "paper_em", "strict_em", "edit_sim")
+
+
+def collect(runs_dir: str | Path) -> list[dict]:
+    """One entry per results.json under ``runs_dir`` (sorted by path for stable output)."""
+    entries = []
+    for path in sorted(Path(runs_dir).rglob("results.json")):
+        try:
+            r = json.loads(path.read_text())
+            s = r["scores"]
+            entries.append({
+                "run": str(path.parent.relative_to(runs_dir)) or ".",
+                "method": r["method"]["name"], "model": r["model"].get("name") or "-",
+                "config": r["dataset"]["config"], "split": r["dataset"]["split"],
+                "dataset": r["dataset"]["manifest_sha256"][:12], "n_tasks": s["n_tasks"],
+                "n_repos": s["n_repos"], "metrics": s["metrics"]})
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: not a results file ({exc})") from None
+    return entries
+
+
+def to_markdown(entries: list[dict]) -> str:
+    from repopeftbench.stats import markdown_table
+
+    rows = []
+    for e in sorted(entries, key=lambda e: (e["config"], e["split"], -e["metrics"]["em"]["micro"])):
+        m = e["metrics"]
+        rows.append([e["method"], e["model"], f"{e['config']}/{e['split']}", e["n_tasks"],
+                     f"{m['em']['micro']:.1f} [{m['em']['micro_ci'][0]:.1f}, {m['em']['micro_ci'][1]:.1f}]",
+                     f"{m['em']['macro']:.1f}", f"{m['paper_em']['micro']:.1f}",
+                     f"{m['strict_em']['micro']:.1f}", f"{m['edit_sim']['micro']:.1f}"])
+    return ("# RepoPeftBench leaderboard\n\nExact match in %, micro (95% CI over repositories) "
+            "and macro; higher is better.\n\n" + markdown_table(
+                ["method", "model", "config/split", "tasks", "em (micro, CI)", "em macro",
+                 "paper_em", "strict_em", "edit sim"], rows) + "\n")
+
+
+_SCRIPT = """
+function sortBy(col, numeric) {
+  const body = document.querySelector('#board tbody');
+  const rows = Array.from(body.rows);
+  const th = document.querySelectorAll('#board th')[col];
+  const dir = th.dataset.dir === 'desc' ? 'asc' : 'desc';
+  document.querySelectorAll('#board th').forEach(h => delete h.dataset.dir);
+  th.dataset.dir = dir;
+  rows.sort((a, b) => {
+    const x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
+    const c = numeric ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
+    return dir === 'asc' ? c : -c;
+  });
+  rows.forEach(r => body.appendChild(r));
+}
+document.querySelectorAll('#board th').forEach((th, i) =>
+  th.addEventListener('click', () => sortBy(i, th.dataset.numeric === '1')));
+const m = location.hash.match(/sort=(\\d+)/);
+if (m) sortBy(parseInt(m[1]), document.querySelectorAll('#board th')[parseInt(m[1])].dataset.numeric === '1');
+"""
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
+table{border-collapse:collapse;font-size:14px}
+th,td{padding:6px 10px;border-bottom:1px solid #ddd;text-align:left}
+th{cursor:pointer;background:#f4f4f6;user-select:none}
+th[data-dir=asc]::after{content:' \\25B2'} th[data-dir=desc]::after{content:' \\25BC'}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.ci{color:#888;font-size:12px}
+"""
+
+
+def to_html(entries: list[dict]) -> str:
+    head = [("method", 0), ("model", 0), ("config", 0), ("split", 0), ("tasks", 1),
+            ("em micro", 1), ("em macro", 1), ("paper_em", 1), ("strict_em", 1), ("edit sim", 1)]
+    rows = []
+    for e in sorted(entries, key=lambda e: (e["config"], e["split"], -e["metrics"]["em"]["micro"])):
+        m = e["metrics"]
+
+        def num(v: float, ci: list[float] | None = None) -> str:
+            extra = f' <span class="ci">[{ci[0]:.1f}, {ci[1]:.1f}]</span>' if ci else ""
+            return f'<td class="num" data-v="{v:.4f}">{v:.1f}{extra}</td>'
+
+        cells = [f'<td data-v="{html.escape(str(x))}">{html.escape(str(x))}</td>'
+                 for x in (e["method"], e["model"], e["config"], e["split"])]
+        cells.append(f'<td class="num" data-v="{e["n_tasks"]}">{e["n_tasks"]}</td>')
+        cells += [num(m["em"]["micro"], m["em"]["micro_ci"]), num(m["em"]["macro"], m["em"]["macro_ci"]),
+                  num(m["paper_em"]["micro"]), num(m["strict_em"]["micro"]), num(m["edit_sim"]["micro"])]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    ths = "".join(f'<th data-numeric="{n}">{html.escape(h)}</th>' for h, n in head)
+    return (f"<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>RepoPeftBench "
+            f"leaderboard</title><style>{_STYLE}</style></head><body>\n<h1>RepoPeftBench leaderboard</h1>\n"
+            f"<p>Exact match in %: micro with 95% confidence interval from a bootstrap over "
+            f"repositories, and macro (mean of per-repository scores). Click a column to sort.</p>\n"
+            f'<table id="board"><thead><tr>{ths}</tr></thead><tbody>\n' + "\n".join(rows) +
+            f"\n</tbody></table>\n<p><img src=leaderboard.png alt='em by method and split' "
+            f"style='max-width:900px'></p>\n<script>{_SCRIPT}</script>\n</body></html>\n")
+
+
+def plot(entries: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = sorted({f"{e['config']}/{e['split']}" for e in entries})
+    methods = sorted({f"{e['method']} ({e['model']})" for e in entries})
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(splits) * max(1, len(methods)) ** 0.5), 4), dpi=120)
+    width = 0.8 / max(1, len(methods))
+    for j, meth in enumerate(methods):
+        xs, ys, lo, hi = [], [], [], []
+        for i, sp in enumerate(splits):
+            for e in entries:
+                if f"{e['config']}/{e['split']}" == sp and f"{e['method']} ({e['model']})" == meth:
+                    em = e["metrics"]["em"]
+                    xs.append(i + j * width - 0.4 + width / 2)
+                    ys.append(em["micro"])
+                    lo.append(em["micro"] - em["micro_ci"][0])
+                    hi.append(em["micro_ci"][1] - em["micro"])
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=meth)
+    ax.set_xticks(range(len(splits)), splits, rotation=15)
+    ax.set_ylabel("exact match (em, %)")
+    ax.set_ylim(0, 100)
+    ax.set_title("RepoPeftBench: em with 95% CI over repositories")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_leaderboard(runs_dir: str | Path, out_dir: str | Path) -> list[dict]:
+    entries = collect(runs_dir)
+    if not entries:
+        raise FileNotFoundError(f"{runs_dir}: no results.json found")
+    out = Path(out_dir)
+    atomic_write_text(out / "leaderboard.md", to_markdown(entries))
+    atomic_write_text(out / "index.html", to_html(entries))
+    plot(entries, out / "leaderboard.png")
+    return entries

