@@ -175,6 +175,50 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build a small benchmark, evaluate the model zero-shot, write the leaderboard."""
+    import json as _json
+    import subprocess
+    from pathlib import Path as _Path
+
+    from evaluators.generation import GenerationConfig
+    from evaluators.harness import evaluate, format_scores
+    from evaluators.leaderboard import to_markdown, write_leaderboard
+
+    from .build import BuildConfig, build
+    from .dataset import Benchmark
+
+    out = _Path(args.out)
+    repos = args.repos
+    if repos is None:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+        if top.returncode != 0:
+            print("error: not inside a git repository; pass --repos LIST", file=sys.stderr)
+            return 2
+        root = _Path(top.stdout.strip())
+        repos = out / "repos.jsonl"
+        repos.parent.mkdir(parents=True, exist_ok=True)
+        repos.write_text(_json.dumps({"repo_id": f"local/{root.name}", "url": str(root)}) + "\n")
+    print(f"1/3 building the benchmark from {repos} into {out / 'bench'}")
+    summary = build(repos, out / "bench", BuildConfig(), workers=1, progress=not args.no_progress)
+    if summary.n_ok == 0:
+        print("error: no repository gave tasks", file=sys.stderr)
+        return 1
+    bench = Benchmark(out / "bench")
+    splits = [s for s in ("test_in_repo", "test_cross_repo", "test_ood") if s in bench.splits("static")]
+    print(f"2/3 evaluating {args.method} ({args.model}) on {', '.join(splits)}, "
+          f"at most {args.limit} tasks each")
+    for split in splits:
+        results = evaluate(out / "bench", "static", split, args.method, args.model,
+                           out / "runs" / f"{args.method}-{split}", limit=args.limit,
+                           device=args.device, generation=GenerationConfig(batch_size=args.batch_size),
+                           progress=not args.no_progress)
+        print(format_scores(results))
+    print(f"3/3 leaderboard in {out / 'leaderboard'}")
+    print(to_markdown(write_leaderboard(out / "runs", out / "leaderboard")))
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="repopeftbench",
@@ -272,6 +316,20 @@ def make_parser() -> argparse.ArgumentParser:
     cp.add_argument("--dataset", required=True)
     cp.add_argument("--metric", default="em", choices=["em", "paper_em", "strict_em", "edit_sim"])
     cp.set_defaults(func=cmd_compare)
+
+    d = sub.add_parser("demo", help="build a small benchmark, evaluate, write the leaderboard",
+                       description="The main job on a built-in default: mine the git repository "
+                                   "you are in (or --repos), evaluate the default model zero-shot "
+                                   "on its test splits, and write the leaderboard. Offline.")
+    d.add_argument("--repos", default=None, help="repository list (default: the current repository)")
+    d.add_argument("--out", default="build/demo")
+    d.add_argument("--method", default="pretrained")
+    d.add_argument("--model", default="smollm2")
+    d.add_argument("--limit", type=_positive_int, default=40, help="tasks per split (default 40)")
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--batch-size", type=_positive_int, default=8)
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("stats", help="print statistics of a built benchmark",
                        description="Print split sizes, family and target-type mix, lengths "
