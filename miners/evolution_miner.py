@@ -296,23 +296,25 @@ def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, 
         return
     if ch.status == "R":
         counts["test_file_renamed"] += 1
-        before = state.files.pop(ch.old_path, None)
         index_.move(ch.old_path, ch.path)
-    elif ch.status == "A":
-        before = []
+    if ch.status == "A" or ch.old_mode in ("000000", "120000", "160000"):
+        before: list | None = []  # a new file (or one that was a link or submodule)
     else:
-        before = state.files.get(ch.path)
-        if before is None and ch.old_mode not in ("000000", "120000", "160000"):
+        before = state.files.pop(ch.old_path, None) if ch.status == "R" else state.files.get(ch.path)
+        if before is None:  # no recorded state: read the previous version itself
             old = keys_of(ch.old_oid)
             before = [list(k) for k in old] if old is not None else None
     parsed = parse_new(ch.new_oid, ch.path)
-    if parsed is None:  # unreadable or broken now: keep the last good state for this path
-        if before is not None:
-            state.files[ch.path] = before
+    if parsed is None:  # unreadable or broken now: the last good state (if any) stays
+        if ch.status == "R" and before:
+            state.files[ch.path] = before  # ... and follows the rename
         return
     after_keys, source, tree = parsed
     state.files[ch.path] = [list(k) for k in after_keys]
-    events = assertion_events([tuple(k) for k in (before or [])], after_keys)
+    if before is None:  # the previous version never parsed: what is new cannot be told
+        counts["events_unknown_before"] += 1
+        return
+    events = assertion_events([tuple(k) for k in before], after_keys)
     if not events:
         return
     assert tree is not None

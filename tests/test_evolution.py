@@ -205,3 +205,16 @@ def test_out_of_order_timestamps_are_counted(tmp_path):
     with GitRepo(repo) as g:
         res = mine_evolution(g, g.resolve(), "r", EvolutionMinerConfig())
     assert res.counts["timestamp_out_of_order"] == 1 and len(res.commits) == 2
+
+
+def test_a_file_that_never_parsed_before_gives_no_events(tmp_path):
+    py2 = "def test_p():\n    print 'x'\n    assert f(1) == 10\n"
+    repo = make_repo(tmp_path / "r", {"tests/test_x.py": py2}, date=day(1))
+    commit_files(repo, {"tests/test_x.py": "def test_p():\n    print('x')\n    assert f(1) == 10\n"},
+                 date=day(2))
+    commit_files(repo, {"tests/test_x.py": "def test_p():\n    print('x')\n    assert f(1) == 10\n"
+                        "    assert f(2) == 20\n"}, date=day(3))
+    with GitRepo(repo) as g:
+        res = mine_evolution(g, g.resolve(), "r", EvolutionMinerConfig())
+    assert [t["target"] for t in res.tasks] == ["20"]  # the port to Python 3 is not an event
+    assert res.counts["events_unknown_before"] == 1 and res.counts["file_syntax_error"] == 1
