@@ -1,8 +1,8 @@
 """Evaluation throughput of the harness against a naive loop, measured in the same run.
 
 Same model, same tasks, same device: the naive loop calls ``model.generate`` once per task
-(greedy, same token limits, same stop-at-newline and banned tokens); the harness batches by
-length with left padding. Prints tasks per second of both, the speed-up, and whether the
+(greedy, same token limits, same stop-at-newline and banned tokens); the harness batches
+prompts by length with left padding and drops finished rows from the batch as it decodes. Prints tasks per second of both, the speed-up, and whether the
 predictions are identical. Runs unchanged on CUDA with ``--device cuda``.
 
     python benchmarks/bench_eval_throughput.py --dataset BENCH_DIR --split validation_cross_repo \\
@@ -13,29 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-from transformers import StoppingCriteriaList
-
-from evaluators.generation import GenerationConfig, HFGenerator, _StopAtNewline
+from evaluators.generation import GenerationConfig, HFGenerator, reference_generate
 from evaluators.models import load_model
 from repopeftbench.dataset import Benchmark
 from repopeftbench.metrics import clean_prediction
-
-
-@torch.inference_mode()
-def naive(model, tokenizer, prompts: list[str], config: GenerationConfig, banned, newline_ids) -> list[str]:
-    out = []
-    for prompt in prompts:
-        ids = tokenizer(prompt, return_tensors="pt")["input_ids"][:, -config.max_input_tokens:]
-        ids = ids.to(model.device)
-        gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                             max_new_tokens=config.max_new_tokens, do_sample=False,
-                             bad_words_ids=banned or None,
-                             stopping_criteria=StoppingCriteriaList([_StopAtNewline(newline_ids)]),
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                             temperature=None, top_p=None, top_k=None)
-        out.append(tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True))
-    return out
 
 
 def main() -> None:
@@ -60,7 +41,7 @@ def main() -> None:
     batched = harness.generate(prompts)
     t_harness = time.perf_counter() - t0
     t0 = time.perf_counter()
-    loop = naive(model, tokenizer, prompts, config, harness.banned, harness.newline_ids)
+    loop = reference_generate(harness, prompts)
     t_naive = time.perf_counter() - t0
 
     raw_same = sum(a == b for a, b in zip(batched, loop))

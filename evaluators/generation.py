@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from tqdm import tqdm
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 
 from repopeftbench.metrics import FIM_TOKENS
 
@@ -22,16 +22,6 @@ class GenerationConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class _StopAtNewline(StoppingCriteria):
-    """Per-row stop once the newest token contains a line break."""
-
-    def __init__(self, newline_ids: torch.Tensor):
-        self.newline_ids = newline_ids
-
-    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        return torch.isin(input_ids[:, -1], self.newline_ids.to(input_ids.device))
 
 
 class HFGenerator:
@@ -59,29 +49,55 @@ class HFGenerator:
 
     @torch.inference_mode()
     def generate_ids(self, batch: list[list[int]]) -> list[list[int]]:
-        """Greedy continuation ids of each prompt in one left-padded batch."""
+        """Greedy continuation ids of each prompt, decoded together from one left-padded batch.
+
+        A row leaves the batch (and the KV cache) as soon as it ends its line or emits EOS,
+        so short answers do not pay for long ones: the decode loop costs what a per-task
+        loop costs, while the prompts are encoded and decoded in batches.
+        """
         width = max(len(ids) for ids in batch)
         pad = self.tokenizer.pad_token_id
+        eos = self.tokenizer.eos_token_id
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, ids in enumerate(batch):
             input_ids[row, width - len(ids):] = torch.tensor(ids)
             mask[row, width - len(ids):] = 1
-        stopping = StoppingCriteriaList([_StopAtNewline(self.newline_ids)]) if self.config.stop_at_newline else None
-        out = self.model.generate(
-            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-            max_new_tokens=self.config.max_new_tokens, do_sample=False, num_beams=1,
-            bad_words_ids=self.banned or None, stopping_criteria=stopping,
-            pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,
-            temperature=None, top_p=None, top_k=None)
-        new = out[:, width:].tolist()
-        result = []
-        for row in new:
-            # drop padding after a finished row (pad may equal eos)
-            while row and row[-1] == pad:
-                row.pop()
-            result.append(row)
-        return result
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        stop = self.newline_ids.to(self.device) if self.config.stop_at_newline else \
+            torch.empty(0, dtype=torch.long, device=self.device)
+        if eos is not None:
+            stop = torch.cat([stop, torch.tensor([eos], device=self.device)])
+        banned = torch.tensor([b[0] for b in self.banned], dtype=torch.long, device=self.device)
+        cache = DynamicCache()
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                         past_key_values=cache, use_cache=True)
+        logits = out.logits[:, -1, :]
+        next_pos = positions[:, -1] + 1
+        alive = list(range(len(batch)))
+        results: list[list[int]] = [[] for _ in batch]
+        for step in range(self.config.max_new_tokens):
+            if len(banned):
+                logits[:, banned] = float("-inf")
+            tokens = logits.argmax(-1)
+            for row, tok in zip(alive, tokens.tolist()):
+                results[row].append(tok)
+            if step == self.config.max_new_tokens - 1:
+                break
+            keep = (~torch.isin(tokens, stop)).nonzero().squeeze(-1)
+            if keep.numel() == 0:
+                break
+            if keep.numel() < len(alive):  # finished rows leave the batch and the cache
+                cache.batch_select_indices(keep)
+                mask, next_pos, tokens = mask[keep], next_pos[keep], tokens[keep]
+                alive = [alive[i] for i in keep.tolist()]
+            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+            out = self.model(input_ids=tokens[:, None], attention_mask=mask,
+                             position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
+            next_pos = next_pos + 1
+            logits = out.logits[:, -1, :]
+        return results
 
     def generate(self, prompts: list[str], desc: str = "generating") -> list[str]:
         """Raw continuations (decoded, special tokens skipped), in the order of ``prompts``."""
@@ -97,3 +113,31 @@ class HFGenerator:
                     outputs[i] = self.tokenizer.decode(ids, skip_special_tokens=True)
                 bar.update(len(idx))
         return outputs
+
+
+class _StopAtNewline(StoppingCriteria):
+    """Per-row stop once the newest token contains a line break (for ``model.generate``)."""
+
+    def __init__(self, newline_ids: torch.Tensor):
+        self.newline_ids = newline_ids
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return torch.isin(input_ids[:, -1], self.newline_ids.to(input_ids.device))
+
+
+@torch.inference_mode()
+def reference_generate(generator: HFGenerator, prompts: list[str]) -> list[str]:
+    """The naive reference: one ``model.generate`` call per prompt, same protocol.
+    The throughput benchmark and the tests compare the batched decoder against it."""
+    model, tok, cfg = generator.model, generator.tokenizer, generator.config
+    out = []
+    for prompt in prompts:
+        ids = torch.tensor([generator.encode(prompt)], device=generator.device)
+        gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                             max_new_tokens=cfg.max_new_tokens, do_sample=False, num_beams=1,
+                             bad_words_ids=generator.banned or None,
+                             stopping_criteria=StoppingCriteriaList([_StopAtNewline(generator.newline_ids)]),
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                             temperature=None, top_p=None, top_k=None)
+        out.append(tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True))
+    return out

@@ -12,9 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from evaluators.generation import GenerationConfig, HFGenerator  # noqa: E402
+from evaluators.generation import GenerationConfig, HFGenerator, reference_generate  # noqa: E402
 from evaluators.harness import evaluate, score_predictions  # noqa: E402
-from evaluators.leaderboard import write_leaderboard  # noqa: E402
 from evaluators.registry import Method, get_method, register_method  # noqa: E402
 from evaluators.submission import SubmissionError  # noqa: E402
 from repopeftbench.build import build  # noqa: E402
@@ -85,6 +84,7 @@ def test_generation_protocol(tiny_model):
     batched = gen.generate(prompts)
     one_by_one = [gen.generate([p])[0] for p in prompts]
     assert batched == one_by_one  # left padding and length batching change nothing
+    assert batched == reference_generate(gen, prompts)  # same as model.generate per prompt
     newline = set(gen.newline_ids.tolist())
     for ids in gen.generate_ids([gen.encode(p) for p in prompts[:1]]) + [
             gen.generate_ids([gen.encode(p)])[0] for p in prompts]:
