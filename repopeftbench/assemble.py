@@ -77,18 +77,7 @@ def _evolution_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root
     def split_name(ir: str) -> str:
         return file_split.get(ir, whole) if split == "train" else whole
 
-    offset = 0  # commits with their (large) diffs are streamed batch by batch
-    for batch in pq.ParquetFile(p["commits"]).iter_batches(batch_size=256):
-        rows = batch.to_pylist()
-        grouped: dict[str, list[dict]] = {}
-        for i, r in enumerate(rows):
-            ir = splits[offset + i]
-            r["cross_repo_split"], r["in_repo_split"] = split, ir
-            grouped.setdefault(split_name(ir), []).append(r)
-        for name in FILE_SPLITS:
-            if name in grouped:
-                commit_out.write(name, table_from_rows(grouped[name], COMMITS))
-        offset += len(rows)
+    _stream(p["commits"], dict(enumerate(splits)), split, split_name, commit_out, COMMITS)
 
     light = pq.read_table(p["rows"], columns=_TASK_COLUMNS_WITHOUT_PREFIX).to_pylist()
     by_commit: dict[str, list[int]] = {}
@@ -105,20 +94,24 @@ def _evolution_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root
         else:
             kept = eval_cap(mine, ev.eval_cap_per_commit, counts)
         keep.update((t["_row"], ir) for t in kept)
-    offset, n = 0, 0
-    for batch in pq.ParquetFile(p["rows"]).iter_batches(batch_size=1024):
+    return _stream(p["rows"], keep, split, split_name, task_out, EVOLUTION)
+
+
+def _stream(path: Path, keep: dict[int, str], split: str, split_name, out: SplitWriter, schema) -> int:
+    """Copy the rows of ``path`` whose index is in ``keep`` (index -> in-repo split) into the
+    split files, one batch at a time (commits carry large diffs, tasks whole-file prefixes)."""
+    offset = n = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=512):
         rows = [i for i in range(batch.num_rows) if offset + i in keep]
-        if rows:
-            chosen = batch.take(rows).to_pylist()
-            grouped: dict[str, list[dict]] = {}
-            for i, r in zip(rows, chosen):
-                ir = keep[offset + i]
-                r["cross_repo_split"], r["in_repo_split"] = split, ir
-                grouped.setdefault(split_name(ir), []).append(r)
-            for name in FILE_SPLITS:
-                if name in grouped:
-                    task_out.write(name, table_from_rows(grouped[name], EVOLUTION))
-                    n += len(grouped[name])
+        grouped: dict[str, list[dict]] = {}
+        for i, r in zip(rows, batch.take(rows).to_pylist() if rows else []):
+            ir = keep[offset + i]
+            r["cross_repo_split"], r["in_repo_split"] = split, ir
+            grouped.setdefault(split_name(ir), []).append(r)
+        for name in FILE_SPLITS:
+            if name in grouped:
+                out.write(name, table_from_rows(grouped[name], schema))
+                n += len(grouped[name])
         offset += batch.num_rows
     return n
 
