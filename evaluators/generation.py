@@ -3,6 +3,7 @@ section 8: greedy, at most 64 new tokens, input left-truncated to 4096 tokens, F
 tokens banned, each row stopping at the end of its line. Prompts are batched by length."""
 from __future__ import annotations
 
+import inspect
 import sys
 from dataclasses import asdict, dataclass
 
@@ -35,6 +36,9 @@ class HFGenerator:
         self.banned = [[vocab[t]] for t in FIM_TOKENS if t in vocab]
         newline = [i for t, i in vocab.items() if "\n" in tokenizer.convert_tokens_to_string([t])]
         self.newline_ids = torch.tensor(sorted(newline), dtype=torch.long)
+        # transformers renamed ``past_key_values`` to ``cache`` in forward(); accept both
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
     def encode(self, prompt: str) -> list[int]:
         """Token ids of a prompt, left-truncated (a leading BOS token is kept)."""
@@ -72,7 +76,7 @@ class HFGenerator:
         banned = torch.tensor([b[0] for b in self.banned], dtype=torch.long, device=self.device)
         cache = DynamicCache()
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True)
+                         use_cache=True, **{self._cache_arg: cache})
         logits = out.logits[:, -1, :]
         next_pos = positions[:, -1] + 1
         alive = list(range(len(batch)))
@@ -94,7 +98,7 @@ class HFGenerator:
                 alive = [alive[i] for i in keep.tolist()]
             mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
             out = self.model(input_ids=tokens[:, None], attention_mask=mask,
-                             position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
+                             position_ids=next_pos[:, None], use_cache=True, **{self._cache_arg: cache})
             next_pos = next_pos + 1
             logits = out.logits[:, -1, :]
         return results
