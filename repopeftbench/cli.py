@@ -106,6 +106,14 @@ def cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_size(args: argparse.Namespace) -> int:
+    """8 on CUDA; 1 on CPU, where padded batches measured slower than one prompt at a time
+    (benchmarks/bench_eval_throughput.py)."""
+    if args.batch_size is not None:
+        return args.batch_size
+    return 8 if args.device.startswith("cuda") else 1
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from evaluators.generation import GenerationConfig
     from evaluators.harness import evaluate, format_scores
@@ -116,7 +124,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print("error: --option takes KEY=VALUE", file=sys.stderr)
         return 2
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, max_input_tokens=args.max_input_tokens,
-                           batch_size=args.batch_size)
+                           batch_size=_batch_size(args))
     try:
         results = evaluate(args.dataset, args.config, args.split, args.method, args.model, args.out,
                            limit=args.limit, device=args.device, generation=gen,
@@ -211,7 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for split in splits:
         results = evaluate(out / "bench", "static", split, args.method, args.model,
                            out / "runs" / f"{args.method}-{split}", limit=args.limit,
-                           device=args.device, generation=GenerationConfig(batch_size=args.batch_size),
+                           device=args.device, generation=GenerationConfig(batch_size=_batch_size(args)),
                            progress=not args.no_progress)
         print(format_scores(results))
     print(f"3/3 leaderboard in {out / 'leaderboard'}")
@@ -286,7 +294,8 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=_positive_int, default=None,
                    help="evaluate a fixed sample of N tasks")
     e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (bf16 on CUDA)")
-    e.add_argument("--batch-size", type=_positive_int, default=8)
+    e.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="prompts per batch (default: 8 on CUDA, 1 on CPU)")
     e.add_argument("--max-new-tokens", type=_positive_int, default=64)
     e.add_argument("--max-input-tokens", type=_positive_int, default=4096)
     e.add_argument("--no-progress", action="store_true")
@@ -327,7 +336,8 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", default="smollm2")
     d.add_argument("--limit", type=_positive_int, default=40, help="tasks per split (default 40)")
     d.add_argument("--device", default="cpu")
-    d.add_argument("--batch-size", type=_positive_int, default=8)
+    d.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="prompts per batch (default: 8 on CUDA, 1 on CPU)")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo)
 
