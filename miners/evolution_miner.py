@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
 from .assertions import Candidate, find_candidates
-from .filters import prefix_reason, target_reason
+from .filters import target_reason
 from .git import Change, GitRepo, diff_tree_pairs, iter_first_parent_log
 from .prefix import file_prefix, line_starts
 from .incremental import AssertionIndex, keys_from
@@ -328,8 +328,7 @@ def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, 
         comments = comments_within(comments_under(cand.stmt), cand.cut, cand.end)
         target = flatten(source, cand.cut, cand.end, comments)
         reason = target_reason(True, target, config.max_target_chars)
-        prefix_ok = reason is None and prefix_reason(source[:cand.cut].decode("utf-8", "replace")) is None
-        if reason is None and not prefix_ok:
+        if reason is None and source.find(b"(,", 0, cand.cut) != -1:  # the prefix filter, on bytes
             reason = "prefix_paren_comma"
         if reason is None and target in seen:
             reason = "duplicate"
