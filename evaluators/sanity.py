@@ -7,6 +7,7 @@ from .registry import Method, register_method
 
 @register_method("gold")
 class Gold(Method):
+    """Answers with the reference target (sanity check: must score 100)."""
     uses_model = False
 
     def predict(self, repo_id: str, tasks: list[dict]) -> list[str]:
@@ -15,6 +16,7 @@ class Gold(Method):
 
 @register_method("empty")
 class Empty(Method):
+    """Answers with nothing (sanity check: must score 0)."""
     uses_model = False
 
     def predict(self, repo_id: str, tasks: list[dict]) -> list[str]:

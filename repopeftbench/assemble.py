@@ -148,8 +148,13 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, d
         if "static" in tracks and metas["static"]["status"] == "ok":
             static_rows.extend(_static_rows(spec, split, config, work_root))
         if "evolution" in tracks and metas["evolution"]["status"] == "ok":
-            evo_tasks[spec.repo_id] = _evolution_rows(spec, split, config, work_root,
-                                                      counts["evolution"], commit_out, task_out)
+            try:
+                evo_tasks[spec.repo_id] = _evolution_rows(spec, split, config, work_root,
+                                                          counts["evolution"], commit_out, task_out)
+            except BaseException:
+                commit_out.abort()  # leave the previous split files as they were
+                task_out.abort()
+                raise
         st, evo = metas.get("static", {}), metas.get("evolution", {})
         ok = any(m["status"] == "ok" for m in metas.values())
         reasons = "; ".join(f"{t}: {m['reason']}" for t, m in metas.items() if m["status"] != "ok")

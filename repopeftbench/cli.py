@@ -227,6 +227,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_methods(args: argparse.Namespace) -> int:
+    from evaluators.registry import METHODS, available_methods
+
+    for name in available_methods():
+        doc = (METHODS[name].__doc__ or "").strip().splitlines()
+        print(f"{name:12s} {doc[0] if doc else ''}")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="repopeftbench",
@@ -279,7 +288,7 @@ def make_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_select)
 
     e = sub.add_parser("evaluate", help="run a method on a benchmark split and score it",
-                       description="Run a registered method (see --list-methods) on one split "
+                       description="Run a registered method (see 'repopeftbench methods') on one split "
                                    "with a Hugging Face model; writes predictions and results.")
     e.add_argument("--dataset", required=True, help="benchmark directory written by 'build'")
     e.add_argument("--config", default="static", choices=["static", "evolution"])
@@ -300,6 +309,11 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-input-tokens", type=_positive_int, default=4096)
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_evaluate)
+
+    mt = sub.add_parser("methods", help="list the registered methods",
+                        description="List built-in methods and those installed packages add "
+                                    "through the 'repopeftbench.methods' entry-point group.")
+    mt.set_defaults(func=cmd_methods)
 
     sc = sub.add_parser("score", help="validate and score a predictions file",
                         description="Validate a predictions JSONL (header line with dataset_sha256, "

@@ -68,3 +68,9 @@ def test_build_where_every_repository_fails_still_writes_its_report(tmp_path, ca
     assert "no repository gave tasks" in captured.err
     assert json.loads((out / "failures.jsonl").read_text())["repo_id"] == "x/y"
     assert (out / "manifest.json").exists() and (out / "README.md").exists()
+
+
+def test_methods_lists_builtin_methods(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "pretrained" in out and "gold" in out and "empty" in out
