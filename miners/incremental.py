@@ -135,7 +135,7 @@ def _keys_for(tree: Tree, nodes: list[Node], wanted: list[int]) -> dict[int, lis
 class AssertionIndex:
     """Per-path incremental parse state, bounded to ``max_paths`` paths (LRU)."""
 
-    def __init__(self, parser: Parser, max_paths: int = 256, max_bytes: int = 16 << 20):
+    def __init__(self, parser: Parser, max_paths: int = 256, max_bytes: int = 4 << 20):
         self.parser = parser
         self.max_paths, self.max_bytes = max_paths, max_bytes
         self._files: OrderedDict[str, _Parsed] = OrderedDict()
