@@ -27,22 +27,6 @@ if TYPE_CHECKING:
     from .build import BuildConfig, BuildSummary
 
 
-def _write_splits(out_dir: Path, table: str, rows: list[dict], schema, written: list[str]) -> dict[str, int]:
-    """One Parquet file per non-empty split (datasets cannot read empty Parquet files)."""
-    sizes: dict[str, int] = {}
-    (out_dir / table).mkdir(parents=True, exist_ok=True)
-    for split_name, (cr, ir) in FILE_SPLITS.items():
-        part = [r for r in rows if r["cross_repo_split"] == cr and (ir is None or r["in_repo_split"] == ir)]
-        sizes[split_name] = len(part)
-        rel = f"{table}/{split_name}.parquet"
-        if part:
-            write_parquet(out_dir / rel, table_from_rows(part, schema))
-            written.append(rel)
-        else:
-            (out_dir / rel).unlink(missing_ok=True)
-    return sizes
-
-
 def _static_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root: Path) -> list[dict]:
     rows = read_parquet(paths(work_root, "static", spec.repo_id)["rows"]).to_pylist()
     ir = in_repo_split([r["task_id"] for r in rows], config.seed, config.in_repo_fractions)
@@ -177,13 +161,19 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, d
 
     written: list[str] = []
     split_sizes: dict[str, dict[str, int]] = {}
+    writers: list[tuple[str, SplitWriter]] = []
     if "static" in tracks:
         static_rows.sort(key=lambda r: (r["repo_id"], r["test_file"], r["byte_offset"]))
-        split_sizes["static"] = _write_splits(out_dir, "static", static_rows, STATIC, written)
+        static_out = SplitWriter(out_dir / "static", STATIC, FILE_SPLITS)
+        for name, (cr, ir) in FILE_SPLITS.items():
+            part = [r for r in static_rows if r["cross_repo_split"] == cr and (ir is None or r["in_repo_split"] == ir)]
+            static_out.write(name, table_from_rows(part, STATIC))
+        writers.append(("static", static_out))
     if "evolution" in tracks:
-        for table, writer in (("commits", commit_out), ("evolution", task_out)):
-            split_sizes[table] = writer.close()
-            written += [f"{table}/{s}.parquet" for s, n in split_sizes[table].items() if n]
+        writers += [("commits", commit_out), ("evolution", task_out)]
+    for table, writer in writers:
+        split_sizes[table] = writer.close()
+        written += [f"{table}/{s}.parquet" for s, n in split_sizes[table].items() if n]
     write_parquet(out_dir / "repos.parquet", table_from_rows(repo_rows, REPOS))
     write_jsonl(out_dir / "failures.jsonl", failures)
     n_ok = sum(r["status"] == "ok" for r in repo_rows)
