@@ -16,7 +16,7 @@ from pathlib import Path
 from miners.acquire import acquire
 from miners.evolution_miner import EvolutionMinerConfig, mine_evolution
 from miners.git import SAFE_OPTIONS, git_env
-from repopeftbench.repolist import read_repo_list
+from miners.repolist import read_repo_list
 from repopeftbench.stats import markdown_table
 
 

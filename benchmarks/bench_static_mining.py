@@ -16,7 +16,7 @@ from pathlib import Path
 from miners.acquire import acquire
 from miners.static_miner import StaticMinerConfig, make_parser, mine_static, read_test_file
 from miners.testfiles import is_test_file
-from repopeftbench.repolist import read_repo_list
+from miners.repolist import read_repo_list
 from repopeftbench.stats import markdown_table
 
 

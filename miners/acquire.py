@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from repopeftbench.repolist import RepoSpec
+from .repolist import RepoSpec
 
 from .git import SAFE_OPTIONS, GitError, GitRepo, git_env
 

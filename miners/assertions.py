@@ -6,7 +6,7 @@ The scope chain (enclosing classes and functions) feeds the structured prefix.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tree_sitter import Node, QueryCursor
 
@@ -42,7 +42,7 @@ class Candidate:
     cut: int              # byte offset where the prefix ends and the target starts
     end: int              # byte offset where the target ends
     main: Node            # expression that decides the target type
-    scopes: tuple[Node, ...]  # enclosing class/function definitions, outermost first
+    scopes: tuple[Node, ...] = ()  # enclosing class/function definitions, outermost first
     stmt: Node | None = None  # the whole assertion: the assert statement or the call
 
     @property
@@ -94,15 +94,14 @@ def _args(call: Node) -> tuple[Node | None, list[Node]]:
     return arglist, [a for a in arglist.named_children if a.type not in _NOT_ARGS]
 
 
-def _from_arg(family: str, arglist: Node, args: list[Node], index: int,
-              scopes: tuple[Node, ...]) -> Candidate | None:
+def _from_arg(family: str, arglist: Node, args: list[Node], index: int) -> Candidate | None:
     if len(args) <= index:
         return None
     arg = args[index]
-    return Candidate(family, arg.start_byte, arglist.end_byte, arg, scopes)
+    return Candidate(family, arg.start_byte, arglist.end_byte, arg)
 
 
-def _whole_args(family: str, call: Node, scopes: tuple[Node, ...]) -> Candidate | None:
+def _whole_args(family: str, call: Node) -> Candidate | None:
     arglist, args = _args(call)
     if arglist is None or not arglist.named_children:
         return None
@@ -110,14 +109,14 @@ def _whole_args(family: str, call: Node, scopes: tuple[Node, ...]) -> Candidate 
     if first is None:
         return None
     main = args[0] if args else first
-    return Candidate(family, first.start_byte, arglist.end_byte, main, scopes)
+    return Candidate(family, first.start_byte, arglist.end_byte, main)
 
 
 def _is_approx(node: Node) -> bool:
     return node.type == "call" and _callee_name(node)[0] == "approx"
 
 
-def candidate_for_assert(stmt: Node, scopes: tuple[Node, ...]) -> Candidate | None:
+def candidate_for_assert(stmt: Node) -> Candidate | None:
     """Bare ``assert`` with a comparison: target is the first comparator (or approx args)."""
     exprs = _named(stmt)
     if not exprs:
@@ -132,32 +131,32 @@ def candidate_for_assert(stmt: Node, scopes: tuple[Node, ...]) -> Candidate | No
         return None
     comparator = operands[1]
     if _is_approx(comparator):
-        return _whole_args("approx", comparator, scopes)
-    return Candidate("assert", comparator.start_byte, comparator.end_byte, comparator, scopes)
+        return _whole_args("approx", comparator)
+    return Candidate("assert", comparator.start_byte, comparator.end_byte, comparator)
 
 
-def candidate_for_call(call: Node, scopes: tuple[Node, ...]) -> Candidate | None:
+def candidate_for_call(call: Node) -> Candidate | None:
     """unittest ``self.assert*``, ``pytest.raises``, and numpy-style ``assert_*`` calls."""
     name, obj = _callee_name(call)
     if not name:
         return None
     obj_text = obj.text.decode(errors="replace") if obj is not None else ""
     if name == "raises" and obj_text in ("pytest", ""):
-        return _whole_args("raises", call, scopes)
+        return _whole_args("raises", call)
     if obj_text in ("self", "cls") and name.startswith("assert") and not name.startswith("assert_"):
         if name in UNITTEST_RAISES:
-            return _whole_args("raises", call, scopes)
+            return _whole_args("raises", call)
         arglist, args = _args(call)
         if arglist is None:
             return None
         if name in UNITTEST_ONE_ARG or len(args) < 2:
-            return _from_arg("unittest", arglist, args, 0, scopes)
-        return _from_arg("unittest", arglist, args, 1, scopes)
+            return _from_arg("unittest", arglist, args, 0)
+        return _from_arg("unittest", arglist, args, 1)
     if name.startswith("assert_") and name not in MOCK_ASSERTS and "mock" not in obj_text.lower():
         arglist, args = _args(call)
         if arglist is None:
             return None
-        return _from_arg("numpy", arglist, args, 1 if len(args) >= 2 else 0, scopes)
+        return _from_arg("numpy", arglist, args, 1 if len(args) >= 2 else 0)
     return None
 
 
@@ -187,13 +186,13 @@ def find_candidates(root: Node, cursor: QueryCursor | None = None) -> list[Candi
             continue
         if node.type == "assert_statement":
             blocked_until = node.end_byte
-            cand = candidate_for_assert(node, ())
+            cand = candidate_for_assert(node)
         else:
-            cand = candidate_for_call(node, ()) if _maybe_assertion_call(node) else None
+            cand = candidate_for_call(node) if _maybe_assertion_call(node) else None
             if cand is not None:
                 blocked_until = node.end_byte
         if cand is not None:
-            cand = Candidate(cand.family, cand.cut, cand.end, cand.main, _scopes_of(node), node)
+            cand = replace(cand, scopes=_scopes_of(node), stmt=node)
             found.append(cand)
     return found
 

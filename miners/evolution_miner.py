@@ -17,6 +17,8 @@ from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
+from repopeftbench.reasons import Reason
+
 from .assertions import Candidate, find_candidates
 from .filters import target_reason
 from .git import Change, GitRepo, diff_tree_pairs, iter_first_parent_log
@@ -134,7 +136,7 @@ def production_diffs(repo: GitRepo, pairs: list[tuple[str, str]], max_bytes: int
     for raw in diff_tree_pairs(repo, pairs, PRODUCTION_PATHSPECS):
         text = raw[:max_bytes].decode("utf-8", errors="replace")
         if len(raw) > max_bytes:
-            counts["diff_truncated"] += 1
+            counts[Reason.DIFF_TRUNCATED] += 1
             text += f"\n[diff truncated at {max_bytes} bytes]\n"
         out.append(text)
     return out
@@ -194,14 +196,14 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
     def read_python(oid: str) -> bytes | None:
         data = repo.read_blob(oid)
         if data is None:
-            counts["file_missing_object"] += 1
+            counts[Reason.FILE_MISSING_OBJECT] += 1
             return None
         if len(data) > config.max_file_bytes:
-            counts["file_too_large"] += 1
+            counts[Reason.FILE_TOO_LARGE] += 1
             return None
         reason, _ = decode_python(data)
         if reason:
-            counts[f"file_{reason}"] += 1
+            counts[reason] += 1
             return None
         return data
 
@@ -217,7 +219,7 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
         tree, keys = index_.parse(path, data)
         if syntax_problem(tree.root_node):
             index_.forget(path)
-            counts["file_syntax_error"] += 1
+            counts[Reason.FILE_SYNTAX_ERROR] += 1
             return None
         return keys, data, tree
 
@@ -242,11 +244,11 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
         if progress is not None:
             progress(1)
         if len(commit.parents) > 1:
-            counts["merge_commits"] += 1
+            counts[Reason.MERGE_COMMITS] += 1
         if not commit.parents:
-            counts["root_commits"] += 1
+            counts[Reason.ROOT_COMMITS] += 1
         if state.last_commit_time is not None and commit.commit_time < state.last_commit_time:
-            counts["timestamp_out_of_order"] += 1
+            counts[Reason.TIMESTAMP_OUT_OF_ORDER] += 1
         state.last_commit_time = commit.commit_time
         commit_events = {"added": 0, "modified": 0}
         commit_tasks: list[dict] = []
@@ -283,19 +285,19 @@ def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, 
     if not (new_is_test or old_is_test):
         return
     if ch.status == "D" or not new_is_test:
-        counts["test_file_deleted" if ch.status == "D" else "test_file_renamed_away"] += 1
+        counts[Reason.TEST_FILE_DELETED if ch.status == "D" else Reason.TEST_FILE_RENAMED_AWAY] += 1
         state.files.pop(ch.old_path, None)
         index_.forget(ch.old_path)
         return
     if "160000" in (ch.new_mode,):
-        counts["submodule_skipped"] += 1
+        counts[Reason.FILE_SUBMODULE] += 1
         return
     if ch.new_mode == "120000":
-        counts["file_symlink"] += 1
+        counts[Reason.FILE_SYMLINK] += 1
         state.files.pop(ch.path, None)
         return
     if ch.status == "R":
-        counts["test_file_renamed"] += 1
+        counts[Reason.TEST_FILE_RENAMED] += 1
         index_.move(ch.old_path, ch.path)
     if ch.status == "A" or ch.old_mode in ("000000", "120000", "160000"):
         before: list | None = []  # a new file (or one that was a link or submodule)
@@ -312,7 +314,7 @@ def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, 
     after_keys, source, tree = parsed
     state.files[ch.path] = [list(k) for k in after_keys]
     if before is None:  # the previous version never parsed: what is new cannot be told
-        counts["events_unknown_before"] += 1
+        counts[Reason.EVENTS_UNKNOWN_BEFORE] += 1
         return
     events = assertion_events([tuple(k) for k in before], after_keys)
     if not events:
@@ -329,11 +331,11 @@ def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, 
         target = flatten(source, cand.cut, cand.end, comments)
         reason = target_reason(True, target, config.max_target_chars)
         if reason is None and source.find(b"(,", 0, cand.cut) != -1:  # the prefix filter, on bytes
-            reason = "prefix_paren_comma"
+            reason = Reason.PREFIX_PAREN_COMMA
         if reason is None and target in seen:
-            reason = "duplicate"
+            reason = Reason.DUPLICATE
         if reason:
-            counts[f"evo_{reason}"] += 1
+            counts[reason] += 1
             continue
         seen.add(target)
         commit_tasks.append(_task_row(repo_id, sha, index, ch.path, source, starts, kind, cand, target))
@@ -355,7 +357,7 @@ def round_robin(tasks: Iterable[dict]) -> list[dict]:
 def eval_cap(tasks: list[dict], cap: int, counts: Counter) -> list[dict]:
     """At most ``cap`` tasks of one commit, round-robin over (file, function)."""
     ordered = round_robin(tasks)
-    counts["evo_cap_commit"] += max(0, len(ordered) - cap)
+    counts[Reason.CAP_COMMIT] += max(0, len(ordered) - cap)
     return ordered[:cap]
 
 
@@ -366,9 +368,9 @@ def smart_cap(tasks: list[dict], per_file: int, min_chars: int, counts: Counter)
     per: Counter = Counter()
     for t in round_robin(tasks):
         if len(t["target"]) < min_chars:
-            counts["evo_train_short_target"] += 1
+            counts[Reason.TRAIN_SHORT_TARGET] += 1
         elif per[t["test_file"]] >= per_file:
-            counts["evo_train_cap_file"] += 1
+            counts[Reason.TRAIN_CAP_FILE] += 1
         else:
             per[t["test_file"]] += 1
             kept.append(t)

@@ -9,36 +9,32 @@ import string
 from collections import Counter, defaultdict
 from typing import Callable, Sequence, TypeVar
 
+from repopeftbench.reasons import Reason
 from repopeftbench.schema import TARGET_TYPES
 
 _PUNCT = set(string.punctuation) | set(string.whitespace)
 
-# Reasons in the order they are checked; the build report lists counts under these keys.
-TASK_FILTERS = ("module_level", "empty_target", "one_char_target", "leading_comma",
-                "target_too_long", "prefix_paren_comma", "duplicate",
-                "cap_function", "cap_file", "cap_repo")
 
-
-def target_reason(in_function: bool, target: str, max_target_chars: int) -> str | None:
+def target_reason(in_function: bool, target: str, max_target_chars: int) -> Reason | None:
     """The first filter that rejects a task for its position or target, or None."""
     if not in_function:
-        return "module_level"
+        return Reason.MODULE_LEVEL
     if not target.strip() or all(ch in _PUNCT for ch in target):
-        return "empty_target"
+        return Reason.EMPTY_TARGET
     if len(target.strip()) == 1:
-        return "one_char_target"
+        return Reason.ONE_CHAR_TARGET
     if target.lstrip().startswith(","):
-        return "leading_comma"
+        return Reason.LEADING_COMMA
     if len(target) > max_target_chars:
-        return "target_too_long"
+        return Reason.TARGET_TOO_LONG
     return None
 
 
-def prefix_reason(prefix: str) -> str | None:
-    return "prefix_paren_comma" if "(," in prefix else None
+def prefix_reason(prefix: str) -> Reason | None:
+    return Reason.PREFIX_PAREN_COMMA if "(," in prefix else None
 
 
-def filter_reason(in_function: bool, prefix: str, target: str, max_target_chars: int) -> str | None:
+def filter_reason(in_function: bool, prefix: str, target: str, max_target_chars: int) -> Reason | None:
     """All per-task filters in order (``duplicate`` and the caps come later)."""
     return target_reason(in_function, target, max_target_chars) or prefix_reason(prefix)
 
@@ -78,7 +74,7 @@ def stratified_cap(items: Sequence[T], cap: int, kind: Callable[[T], str],
     return kept, dropped
 
 
-def apply_caps(tasks: list[T], group_keys: Sequence[tuple[str, Callable[[T], object], int]],
+def apply_caps(tasks: list[T], group_keys: Sequence[tuple[Reason, Callable[[T], object], int]],
                kind: Callable[[T], str], ident: Callable[[T], str], seed: int,
                counts: Counter) -> list[T]:
     """Apply nested caps (e.g. per function, then per file, then per repo) in turn."""

@@ -11,6 +11,8 @@ import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Query, QueryCursor
 
 from .assertions import find_candidates
+from repopeftbench.reasons import Reason
+
 from .filters import apply_caps, prefix_reason, target_reason
 from .git import GitRepo, TreeEntry
 from .prefix import PrefixBuilder
@@ -21,9 +23,6 @@ PY_LANGUAGE = Language(tree_sitter_python.language())
 # The grammar still accepts Python 2 print/exec statements; Python 3 does not.
 _PY2_HINT = re.compile(rb"^[ \t]*(print|exec)\b[ \t]*[^\s(=]", re.M)  # cheap pre-check
 _PY2_QUERY = Query(PY_LANGUAGE, "(print_statement) @py2 (exec_statement) @py2")
-
-# File-level skip reasons, counted per repository.
-FILE_SKIPS = ("symlink", "too_large", "missing_object", "binary", "non_utf8", "syntax_error")
 
 
 @dataclass(frozen=True)
@@ -83,27 +82,39 @@ def syntax_problem(root: Node) -> str | None:
     return None
 
 
-def decode_python(data: bytes) -> tuple[str | None, str | None]:
-    """(reason to skip, or None). Binary (NUL bytes) and non-UTF-8 files are skipped."""
+def decode_python(data: bytes) -> tuple[Reason | None, str | None]:
+    """(reason to skip and detail) or (None, None). Binary (NUL bytes) and non-UTF-8 files
+    are skipped."""
     if b"\0" in data:
-        return "binary", "contains NUL bytes"
+        return Reason.FILE_BINARY, "contains NUL bytes"
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return "non_utf8", f"invalid UTF-8 at byte {exc.start}"
+        return Reason.FILE_NON_UTF8, f"invalid UTF-8 at byte {exc.start}"
     return None, None
 
 
-def read_test_file(repo: GitRepo, entry: TreeEntry, config: StaticMinerConfig
-                   ) -> tuple[bytes | None, str | None, str]:
-    """File bytes, or (None, skip reason, detail)."""
+def read_blob_checked(repo: GitRepo, entry: TreeEntry, max_bytes: int
+                      ) -> tuple[bytes | None, Reason | None, str]:
+    """File bytes, or (None, skip reason, detail): symlinks, oversize and missing blobs."""
     if entry.is_symlink:
-        return None, "symlink", "symbolic link (never followed)"
-    if entry.size > config.max_file_bytes:
-        return None, "too_large", f"{entry.size} bytes > max_file_bytes={config.max_file_bytes}"
+        return None, Reason.FILE_SYMLINK, "symbolic link (never followed)"
+    if entry.kind != "blob":
+        return None, Reason.FILE_SUBMODULE, "submodule"
+    if entry.size > max_bytes:
+        return None, Reason.FILE_TOO_LARGE, f"{entry.size} bytes > max_file_bytes={max_bytes}"
     data = repo.read_blob(entry.oid)
     if data is None:
-        return None, "missing_object", f"blob {entry.oid} is missing from the repository"
+        return None, Reason.FILE_MISSING_OBJECT, f"blob {entry.oid} is missing from the repository"
+    return data, None, ""
+
+
+def read_test_file(repo: GitRepo, entry: TreeEntry, config: StaticMinerConfig
+                   ) -> tuple[bytes | None, Reason | None, str]:
+    """File bytes, or (None, skip reason, detail)."""
+    data, reason, detail = read_blob_checked(repo, entry, config.max_file_bytes)
+    if data is None:
+        return None, reason, detail
     reason, detail = decode_python(data)
     if reason:
         return None, reason, detail or ""
@@ -126,7 +137,7 @@ def tasks_in_file(source: bytes, root: Node, path: str, repo_id: str, commit_sha
         if reason is None:
             assert func is not None
             prefix = prefixes.prefix(cand)  # only built for tasks that pass the target checks
-            reason = prefix_reason(prefix) or ("duplicate" if target in seen_targets else None)
+            reason = prefix_reason(prefix) or (Reason.DUPLICATE if target in seen_targets else None)
         if reason:
             counts[reason] += 1
             continue
@@ -162,13 +173,13 @@ def mine_static(repo: GitRepo, commit_sha: str, repo_id: str, config: StaticMine
         data, reason, detail = read_test_file(repo, entry, config)
         if data is None:
             result.file_skips.append((entry.path, f"{reason}: {detail}"))
-            counts[f"file_{reason}"] += 1
+            counts[reason] += 1
             continue
         tree = parser.parse(data)
         problem = syntax_problem(tree.root_node)
         if problem:
-            result.file_skips.append((entry.path, f"syntax_error: {problem}"))
-            counts["file_syntax_error"] += 1
+            result.file_skips.append((entry.path, f"{Reason.FILE_SYNTAX_ERROR}: {problem}"))
+            counts[Reason.FILE_SYNTAX_ERROR] += 1
             continue
         rows, n_cand = tasks_in_file(data, tree.root_node, entry.path, repo_id, commit_sha,
                                      commit_idx, config, counts)
@@ -180,9 +191,9 @@ def mine_static(repo: GitRepo, commit_sha: str, repo_id: str, config: StaticMine
 
 def cap_tasks(rows: list[dict], config: StaticMinerConfig, seed: int, counts: Counter) -> list[dict]:
     """Per-function, then per-file, then per-repository caps, stratified by target type."""
-    caps = [("cap_function", lambda r: (r["test_file"], r["test_class"], r["test_function"]),
+    caps = [(Reason.CAP_FUNCTION, lambda r: (r["test_file"], r["test_class"], r["test_function"]),
              config.cap_per_function),
-            ("cap_file", lambda r: r["test_file"], config.cap_per_file),
-            ("cap_repo", lambda r: 0, config.cap_per_repo)]
+            (Reason.CAP_FILE, lambda r: r["test_file"], config.cap_per_file),
+            (Reason.CAP_REPO, lambda r: 0, config.cap_per_repo)]
     return apply_caps(rows, caps, kind=lambda r: r["target_type"],
                       ident=lambda r: r["task_id"], seed=seed, counts=counts)

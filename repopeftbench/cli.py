@@ -20,8 +20,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from miners.evolution_miner import EvolutionMinerConfig
     from miners.static_miner import StaticMinerConfig
 
-    from .build import BuildConfig, build
-    from .repolist import RepoListError
+    from miners.build import BuildConfig, build
+    from miners.repolist import RepoListError
     from .stats import markdown_table
 
     try:
@@ -193,7 +193,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from evaluators.harness import evaluate, format_scores
     from evaluators.leaderboard import to_markdown, write_leaderboard
 
-    from .build import BuildConfig, build
+    from miners.build import BuildConfig, build
     from .dataset import Benchmark
 
     out = _Path(args.out)

@@ -104,8 +104,46 @@ EVOLUTION = _schema([
     pa.field("target", pa.string(), nullable=False),
 ], "evolution")
 
-TABLES: dict[str, pa.Schema] = {"repos": REPOS, "static": STATIC,
-                                "commits": COMMITS, "evolution": EVOLUTION}
+CONTEXT = _schema([
+    pa.field("repo_id", pa.string(), nullable=False),
+    pa.field("commit_sha", pa.string(), nullable=False),   # the static snapshot commit
+    pa.field("path", pa.string(), nullable=False),
+    pa.field("size", pa.int64(), nullable=False),           # bytes
+    pa.field("content", pa.string(), nullable=False),
+], "context")
+
+TABLES: dict[str, pa.Schema] = {"repos": REPOS, "static": STATIC, "commits": COMMITS,
+                                "evolution": EVOLUTION, "context": CONTEXT}
+
+# Tables of tasks (what methods are evaluated on) and tables stored per file split.
+TASK_TABLES = ("static", "evolution")
+SPLIT_TABLES = ("static", "evolution", "commits")
+# Tables stored as one file at the top of the benchmark, with one split of the same name.
+SINGLE_FILE_TABLES = ("repos", "context")
+
+# Files of a context table: what methods may read as "the repository's code".
+CONTEXT_SUFFIXES = (".py", ".md", ".rst")
+
+
+def table_path(table: str, split: str | None = None) -> str:
+    """Relative path of a table file in a built benchmark: ``{table}/{split}.parquet`` for
+    split tables, ``{table}.parquet`` for single-file tables."""
+    if table in SPLIT_TABLES:
+        if split not in FILE_SPLITS:
+            raise ValueError(f"unknown split {split!r} of table {table!r}; "
+                             f"choose from {', '.join(FILE_SPLITS)}")
+        return f"{table}/{split}.parquet"
+    if table in SINGLE_FILE_TABLES:
+        return f"{table}.parquet"
+    raise ValueError(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
+
+
+def without_splits(schema: pa.Schema) -> pa.Schema:
+    """The schema of rows as a miner produces them, before splits are assigned."""
+    for name in ("cross_repo_split", "in_repo_split"):
+        if name in schema.names:
+            schema = schema.remove(schema.get_field_index(name))
+    return schema
 
 
 def table_from_rows(rows: list[dict], schema: pa.Schema) -> pa.Table:

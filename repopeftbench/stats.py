@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from .reasons import describe
 from .schema import ASSERTION_TYPES, FILE_SPLITS, TARGET_TYPES
 
 _LEX = re.compile(r"\w+|[^\w\s]")
@@ -140,7 +141,9 @@ def format_stats(stats: dict) -> str:
                   _lengths(c, ("commits_per_repo", "kept_ratio", "tasks_per_commit", "diff_bytes"))]
     parts.append("Lexical tokens count identifiers, numbers and punctuation marks; model tokenizers differ.")
     for track, counts in stats["filter_counts"].items():
-        parts.append(f"## Filters and events, {track} track (first reason per item)")
-        parts.append(markdown_table(["reason", "count"], [[r, n] for r, n in counts.items()])
+        what = "context table" if track == "context" else f"{track} track"
+        parts.append(f"## Filters and events, {what} (first reason per item)")
+        parts.append(markdown_table(["counter", "count", "meaning"],
+                                    [[f"`{r}`", n, describe(r)] for r, n in counts.items()])
                      if counts else "Nothing was filtered.")
     return "\n\n".join(parts) + "\n"

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from miners.static_miner import StaticMinerConfig
-from repopeftbench.build import BuildConfig, build
+from miners.build import BuildConfig, build
 from repopeftbench.schema import FILE_SPLITS
 
 from conftest import commit_files, git, make_repo
@@ -146,13 +146,13 @@ def test_build_outputs_failures_and_skips(tmp_path, repos):
     report = json.loads((out / "build_report.json").read_text())
     bad_report = next(r for r in report["repos"] if r["repo_id"] == "t/badfiles")
     skips = dict(bad_report["tracks"]["static"]["file_skips"])
-    assert skips["tests/test_latin1.py"].startswith("non_utf8")
-    assert skips["tests/test_py2.py"] == "syntax_error: Python 2 syntax (line 2)"
-    assert skips["tests/test_syntax.py"].startswith("syntax_error")
-    assert skips["tests/test_binary.py"].startswith("binary")
-    assert skips["tests/test_huge.py"].startswith("too_large")
+    assert skips["tests/test_latin1.py"].startswith("file_non_utf8")
+    assert skips["tests/test_py2.py"] == "file_syntax_error: Python 2 syntax (line 2)"
+    assert skips["tests/test_syntax.py"].startswith("file_syntax_error")
+    assert skips["tests/test_binary.py"].startswith("file_binary")
+    assert skips["tests/test_huge.py"].startswith("file_too_large")
     for link in ("test_link.py", "test_loop.py", "test_outside.py"):
-        assert skips[f"tests/{link}"].startswith("symlink")
+        assert skips[f"tests/{link}"].startswith("file_symlink")
 
     sizes = summary.split_sizes["static"]
     static = {s: pq.read_table(out / "static" / f"{s}.parquet").to_pylist() if sizes[s]

@@ -11,7 +11,7 @@ import pytest
 from miners.evolution_miner import (EvolutionMinerConfig, assertion_events, eval_cap,
                                     mine_evolution, smart_cap)
 from miners.git import GitRepo
-from repopeftbench.build import BuildConfig, build
+from miners.build import BuildConfig, build
 from repopeftbench.schema import FILE_SPLITS
 
 from conftest import commit_files, git, make_repo
@@ -129,10 +129,10 @@ def test_caps_round_robin():
     from collections import Counter
     counts = Counter()
     assert [t["target"] for t in eval_cap(tasks, 3, counts)] == ["x1", "long2", "long4"]
-    assert counts["evo_cap_commit"] == 4
+    assert counts["cap_commit"] == 4
     kept = smart_cap(tasks, 2, 4, counts)
     assert [t["target"] for t in kept] == ["long2", "long4", "long6"]
-    assert counts["evo_train_short_target"] == 1 and counts["evo_train_cap_file"] == 3
+    assert counts["train_short_target"] == 1 and counts["train_cap_file"] == 3
 
 
 def _evo_list(tmp_path: Path, repo: Path, n: int = 1) -> Path:

@@ -16,7 +16,7 @@ from evaluators.generation import GenerationConfig, HFGenerator, reference_gener
 from evaluators.harness import evaluate, score_predictions  # noqa: E402
 from evaluators.registry import Method, get_method, register_method  # noqa: E402
 from evaluators.submission import SubmissionError  # noqa: E402
-from repopeftbench.build import build  # noqa: E402
+from miners.build import build  # noqa: E402
 from repopeftbench.cli import main  # noqa: E402
 
 from conftest import make_repo  # noqa: E402

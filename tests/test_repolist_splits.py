@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from repopeftbench.repolist import RepoListError, read_repo_list
+from miners.repolist import RepoListError, read_repo_list
 from repopeftbench.splits import chronological_split, cross_repo_split, in_repo_split, parse_time
 
 

@@ -95,7 +95,7 @@ def test_select_cli_writes_a_list_build_reads(api, tmp_path, monkeypatch, capsys
         "repo_id": "new/b", "url": "https://example.invalid/new/b.git", "license": "Apache-2.0",
         "stars": "50", "created_at": "2025-07-01T00:00:00Z", "pushed_at": "2025-01-01T00:00:00Z",
         "split": "ood"}
-    from repopeftbench.repolist import read_repo_list
+    from miners.repolist import read_repo_list
     good, bad = read_repo_list(out)
     assert len(good) == 6 and not bad and good[-1].split == "ood"
     assert "5 in-distribution and 1 ood" in capsys.readouterr().out

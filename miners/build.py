@@ -4,7 +4,8 @@ Each repository is mined in a worker process (``worker.py``); its result is writ
 atomically to ``OUT/.work/`` as soon as it is done, so a build that is interrupted
 (even by SIGKILL) resumes where it stopped and ends with files identical to an
 uninterrupted build. A repository that fails is recorded with its reason and the
-build goes on. ``assemble.py`` then turns per-repository results into the tables.
+build goes on. ``assemble.py`` then turns per-repository results into the tables. Every build also
+writes the context table (the repositories' non-test code at their snapshot).
 """
 from __future__ import annotations
 
@@ -17,14 +18,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from miners.evolution_miner import EvolutionMinerConfig
-from miners.static_miner import StaticMinerConfig
+from repopeftbench.io import canonical_json, sha256_text
+from repopeftbench.schema import SCHEMA_VERSION
+from repopeftbench.splits import parse_time
 
-from .io import canonical_json, sha256_text, write_json
+from .assemble import BuildSummary, assemble
+from .context_miner import ContextConfig
+from .evolution_miner import EvolutionMinerConfig
+from .job import PartResult, RepoResult, _save, mine_repo, parts_of, paths
 from .repolist import RepoSpec, read_repo_list
-from .schema import SCHEMA_VERSION
-from .splits import parse_time
-from .worker import failed_meta, mine_repo, paths
+from .static_miner import StaticMinerConfig
 
 TRACKS = ("static", "evolution")
 
@@ -40,6 +43,7 @@ class BuildConfig:
     in_repo_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     static: StaticMinerConfig = field(default_factory=StaticMinerConfig)
     evolution: EvolutionMinerConfig = field(default_factory=EvolutionMinerConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
 
     def __post_init__(self) -> None:
         unknown = set(self.tracks) - set(TRACKS)
@@ -61,28 +65,17 @@ class BuildConfig:
         return sha256_text(canonical_json(self.to_dict()))[:16]
 
 
-@dataclass
-class BuildSummary:
-    out_dir: Path
-    n_repos: int
-    n_ok: int
-    n_failed: int
-    split_sizes: dict[str, dict[str, int]]   # table -> split -> rows
-    filter_counts: dict[str, int]
-    failures: list[dict]
-
-
 def _run_pool(specs: list[RepoSpec], config: BuildConfig, work_root: Path, cache_dir: Path,
-              workers: int, refresh: bool, progress: bool) -> dict[str, dict]:
-    results: dict[str, dict] = {}
+              workers: int, refresh: bool, progress: bool) -> dict[str, RepoResult]:
+    results: dict[str, RepoResult] = {}
     bar = tqdm(total=len(specs), desc="mining", unit="repo", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     totals = {t: 0 for t in config.tracks}
 
-    def record(result: dict) -> None:
-        results[result["repo_id"]] = result
-        for track, meta in result["tracks"].items():
-            totals[track] += meta["n_tasks"]
+    def record(result: RepoResult) -> None:
+        results[result.repo_id] = result
+        for track in config.tracks:
+            totals[track] += result.parts[track].n_tasks
         bar.set_postfix(refresh=False, **{f"{t}_tasks": n for t, n in totals.items()})
         bar.update(1)
 
@@ -107,12 +100,11 @@ def _run_pool(specs: list[RepoSpec], config: BuildConfig, work_root: Path, cache
                 try:
                     record(solo.submit(mine_repo, spec, config, work_root, cache_dir, refresh).result())
                 except BrokenProcessPool:
-                    out = {"repo_id": spec.repo_id, "info": None, "tracks": {}}
-                    for track in config.tracks:
-                        meta = failed_meta(spec, "worker process crashed while mining this repository")
-                        write_json(paths(work_root, track, spec.repo_id)["meta"], meta)
-                        out["tracks"][track] = meta
-                    record(out)
+                    reason = "worker process crashed while mining this repository"
+                    record(RepoResult(spec.repo_id, None, {
+                        part: _save(paths(work_root, part, spec.repo_id)["meta"],
+                                    PartResult.failed(spec.repo_id, reason))
+                        for part in parts_of(config)}))
     bar.close()
     return results
 
@@ -121,14 +113,12 @@ def build(repos_file: str | Path, out_dir: str | Path, config: BuildConfig | Non
           workers: int = 1, cache_dir: str | Path | None = None, refresh: bool = False,
           progress: bool = True) -> BuildSummary:
     """Build the benchmark tables for ``repos_file`` into ``out_dir``."""
-    from .assemble import assemble
-
     config = config or BuildConfig()
     out_dir = Path(out_dir)
     specs, bad_rows = read_repo_list(repos_file)
     work_root = out_dir / ".work"
-    for track in config.tracks:
-        (work_root / track).mkdir(parents=True, exist_ok=True)
+    for part in parts_of(config):
+        (work_root / part).mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir else out_dir / ".cache" / "repos"
     results = _run_pool(specs, config, work_root, cache, workers, refresh, progress)
     return assemble(specs, bad_rows, results, config, work_root, out_dir, Path(repos_file))

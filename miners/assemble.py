@@ -8,23 +8,37 @@ repository at a time, so memory does not grow with the size of the benchmark.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
-from miners.evolution_miner import eval_cap, smart_cap
+from data_cards.card import render_card
+from repopeftbench import __version__
+from repopeftbench.io import (SplitWriter, atomic_write_text, read_parquet, sha256_file,
+                              write_json, write_jsonl, write_parquet)
+from repopeftbench.schema import (COMMITS, CONTEXT, EVOLUTION, FILE_SPLITS, REPOS, SCHEMA_VERSION,
+                                  STATIC, table_from_rows, table_path)
+from repopeftbench.splits import chronological_split, cross_repo_split, in_repo_split
 
-from . import __version__
-from .io import (SplitWriter, atomic_write_text, read_parquet, sha256_file, write_json,
-                 write_jsonl, write_parquet)
+from .evolution_miner import eval_cap, smart_cap
+from .job import CONTEXT_PART, RepoResult, paths
 from .repolist import BadRow, RepoSpec
-from .schema import COMMITS, EVOLUTION, FILE_SPLITS, REPOS, SCHEMA_VERSION, STATIC, table_from_rows
-from .splits import chronological_split, cross_repo_split, in_repo_split
-from .worker import paths
 
 if TYPE_CHECKING:
-    from .build import BuildConfig, BuildSummary
+    from .build import BuildConfig
+
+
+@dataclass
+class BuildSummary:
+    out_dir: Path
+    n_repos: int
+    n_ok: int
+    n_failed: int
+    split_sizes: dict[str, dict[str, int]]   # table -> split -> rows
+    filter_counts: dict[str, int]
+    failures: list[dict]
 
 
 def _static_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root: Path) -> list[dict]:
@@ -100,12 +114,47 @@ def _stream(path: Path, keep: dict[int, str], split: str, split_name, out: Split
     return n
 
 
-def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, dict],
-             config: "BuildConfig", work_root: Path, out_dir: Path, repos_file: Path) -> "BuildSummary":
-    from data_cards.card import render_card
+def _write_context(specs: list[RepoSpec], results: dict[str, RepoResult], work_root: Path,
+                   out_dir: Path) -> int:
+    """The context table: every mined repository's files, in (repo_id, path) order, streamed
+    one repository at a time."""
+    out = SplitWriter(out_dir, CONTEXT, [CONTEXT_PART])
+    try:
+        for spec in sorted(specs, key=lambda s: s.repo_id):
+            part = results[spec.repo_id].parts.get(CONTEXT_PART)
+            if part is None or not part.ok:
+                continue
+            for batch in pq.ParquetFile(paths(work_root, CONTEXT_PART, spec.repo_id)["rows"]
+                                        ).iter_batches(batch_size=256):
+                out.write(CONTEXT_PART, table_from_rows(batch.to_pylist(), CONTEXT))
+    except BaseException:
+        out.abort()
+        raise
+    return out.close()[CONTEXT_PART]
 
-    from .build import BuildSummary
 
+def _repo_row(spec: RepoSpec, result: RepoResult, split: str, tracks: list[str]) -> dict:
+    info, parts = result.info, result.parts
+    st, evo = parts.get("static"), parts.get("evolution")
+    ok = any(parts[t].ok for t in tracks)
+    reasons = "; ".join(f"{t}: {parts[t].reason}" for t in tracks if not parts[t].ok)
+    return {
+        "repo_id": spec.repo_id, "url": spec.url, "commit_sha": info.snapshot if info else None,
+        "commit_timestamp": st.commit_timestamp if st else None, "license": spec.license,
+        "stars": spec.stars, "created_at": info.created_at if info else spec.created_at,
+        "cross_repo_split": split, "status": "ok" if ok else "failed",
+        "failure_reason": reasons or None, "n_test_files": (st.n_test_files or 0) if st else 0,
+        "n_tasks": st.n_tasks if st else 0, "n_commits": (evo.n_commits or 0) if evo else 0,
+        "n_kept_commits": (evo.n_kept_commits or 0) if evo else 0,
+        "n_evolution_tasks": 0}  # filled in after the caps
+
+
+_REPORT_FIELDS = ("status", "reason", "n_tasks", "n_test_files", "n_candidates", "n_commits",
+                  "n_kept_commits", "filter_counts", "file_skips")
+
+
+def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, RepoResult],
+             config: "BuildConfig", work_root: Path, out_dir: Path, repos_file: Path) -> BuildSummary:
     tracks = list(config.tracks)
     static_rows: list[dict] = []
     evo_tasks: dict[str, int] = {}
@@ -114,24 +163,23 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, d
         task_out = SplitWriter(out_dir / "evolution", EVOLUTION, FILE_SPLITS)
     repo_rows: list[dict] = []
     per_repo: list[dict] = []
-    counts: dict[str, Counter] = {t: Counter() for t in tracks}
+    counts: dict[str, Counter] = {t: Counter() for t in (*tracks, CONTEXT_PART)}
     failures: list[dict] = [{"repo_id": b.repo_id, "source": b.source, "track": None,
                              "stage": "repo_list", "reason": b.reason} for b in bad_rows]
     for spec in sorted(specs, key=lambda s: s.repo_id):
         result = results[spec.repo_id]
-        info = result["info"] or {}
         split = cross_repo_split(spec.repo_id, config.seed, config.cr_val_fraction,
-                                 config.cr_test_fraction, spec.split, bool(info.get("is_ood")))
-        metas = result["tracks"]
-        for track in tracks:
-            meta = metas[track]
-            counts[track].update(meta.get("filter_counts", {}))
-            if meta["status"] != "ok":
-                failures.append({"repo_id": spec.repo_id, "source": spec.source, "track": track,
-                                 "stage": "mine", "reason": meta["reason"]})
-        if "static" in tracks and metas["static"]["status"] == "ok":
+                                 config.cr_test_fraction, spec.split,
+                                 bool(result.info and result.info.is_ood))
+        parts = result.parts
+        for name, part in parts.items():
+            counts[name].update(part.filter_counts)
+            if not part.ok and name in tracks:
+                failures.append({"repo_id": spec.repo_id, "source": spec.source, "track": name,
+                                 "stage": "mine", "reason": part.reason})
+        if "static" in tracks and parts["static"].ok:
             static_rows.extend(_static_rows(spec, split, config, work_root))
-        if "evolution" in tracks and metas["evolution"]["status"] == "ok":
+        if "evolution" in tracks and parts["evolution"].ok:
             try:
                 evo_tasks[spec.repo_id] = _evolution_rows(spec, split, config, work_root,
                                                           counts["evolution"], commit_out, task_out)
@@ -139,22 +187,10 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, d
                 commit_out.abort()  # leave the previous split files as they were
                 task_out.abort()
                 raise
-        st, evo = metas.get("static", {}), metas.get("evolution", {})
-        ok = any(m["status"] == "ok" for m in metas.values())
-        reasons = "; ".join(f"{t}: {m['reason']}" for t, m in metas.items() if m["status"] != "ok")
-        repo_rows.append({
-            "repo_id": spec.repo_id, "url": spec.url, "commit_sha": info.get("snapshot"),
-            "commit_timestamp": st.get("commit_timestamp"), "license": spec.license,
-            "stars": spec.stars, "created_at": info.get("created_at", spec.created_at),
-            "cross_repo_split": split, "status": "ok" if ok else "failed",
-            "failure_reason": reasons or None, "n_test_files": st.get("n_test_files", 0),
-            "n_tasks": st.get("n_tasks", 0), "n_commits": evo.get("n_commits", 0),
-            "n_kept_commits": evo.get("n_kept_commits", 0),
-            "n_evolution_tasks": 0})  # filled in below, after the caps
+        repo_rows.append(_repo_row(spec, result, split, tracks))
         per_repo.append({"repo_id": spec.repo_id, "cross_repo_split": split, "tracks": {
-            t: {k: m.get(k) for k in ("status", "reason", "n_tasks", "n_test_files", "n_candidates",
-                                      "n_commits", "n_kept_commits", "filter_counts", "file_skips")
-                if k in m} for t, m in metas.items()}})
+            name: {k: getattr(part, k) for k in _REPORT_FIELDS if getattr(part, k) is not None}
+            for name, part in parts.items()}})
 
     for row in repo_rows:
         row["n_evolution_tasks"] = evo_tasks.get(row["repo_id"], 0)
@@ -166,33 +202,38 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, d
         static_rows.sort(key=lambda r: (r["repo_id"], r["test_file"], r["byte_offset"]))
         static_out = SplitWriter(out_dir / "static", STATIC, FILE_SPLITS)
         for name, (cr, ir) in FILE_SPLITS.items():
-            part = [r for r in static_rows if r["cross_repo_split"] == cr and (ir is None or r["in_repo_split"] == ir)]
-            static_out.write(name, table_from_rows(part, STATIC))
+            part_rows = [r for r in static_rows if r["cross_repo_split"] == cr
+                         and (ir is None or r["in_repo_split"] == ir)]
+            static_out.write(name, table_from_rows(part_rows, STATIC))
         writers.append(("static", static_out))
     if "evolution" in tracks:
         writers += [("commits", commit_out), ("evolution", task_out)]
     for table, writer in writers:
         split_sizes[table] = writer.close()
-        written += [f"{table}/{s}.parquet" for s, n in split_sizes[table].items() if n]
-    write_parquet(out_dir / "repos.parquet", table_from_rows(repo_rows, REPOS))
+        written += [table_path(table, s) for s, n in split_sizes[table].items() if n]
+    n_context = _write_context(specs, results, work_root, out_dir)
+    if n_context:
+        written.append(table_path("context"))
+    write_parquet(out_dir / table_path("repos"), table_from_rows(repo_rows, REPOS))
     write_jsonl(out_dir / "failures.jsonl", failures)
     n_ok = sum(r["status"] == "ok" for r in repo_rows)
     report = {"n_repos_listed": len(specs) + len(bad_rows), "n_repos_ok": n_ok,
               "n_failures": len(failures), "tracks": tracks, "split_sizes": split_sizes,
+              "n_context_files": n_context,
               "filter_counts": {t: dict(sorted(c.items())) for t, c in counts.items()},
               "repos": per_repo}
     write_json(out_dir / "build_report.json", report)
-    written += ["repos.parquet", "failures.jsonl", "build_report.json"]
-    atomic_write_text(out_dir / "README.md", render_card(out_dir, config, report))
+    written += [table_path("repos"), "failures.jsonl", "build_report.json"]
+    atomic_write_text(out_dir / "README.md", render_card(out_dir, config.to_dict(), report))
     written.append("README.md")
     manifest = {"tool": "repopeftbench", "version": __version__, "schema_version": SCHEMA_VERSION,
                 "config": config.to_dict(), "config_hash": config.hash(),
                 "repo_list_sha256": sha256_file(repos_file),
                 "files": {rel: sha256_file(out_dir / rel) for rel in sorted(written)}}
     write_json(out_dir / "manifest.json", manifest)
-    merged = Counter()
-    for c in counts.values():
-        merged.update(c)
+    merged: Counter = Counter()
+    for name in tracks:
+        merged.update(counts[name])
     return BuildSummary(out_dir=out_dir, n_repos=len(specs) + len(bad_rows), n_ok=n_ok,
                         n_failed=len(failures), split_sizes=split_sizes,
                         filter_counts=dict(sorted(merged.items())), failures=failures)

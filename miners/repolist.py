@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .schema import CROSS_REPO_SPLITS
+from repopeftbench.schema import CROSS_REPO_SPLITS
 
 _ALIASES = {"licence": "license", "commit_sha": "sha", "pinned_sha": "sha",
             "cross_repo_split": "split", "name": "repo_id"}
