@@ -1,12 +1,17 @@
-"""Running a method on a benchmark split: predictions, scores, run directory, cache.
+"""Running a method on a benchmark split: training, predictions, scores, run directory, cache.
 
-Predictions are cached per task under the run key (method configuration, model and its
-revision, decoding protocol, device kind, dataset hash, config, split), appended as each
-repository finishes, so an interrupted evaluation resumes and a larger ``--limit``
-reuses what a smaller one computed.
+``evaluate`` writes ``predictions.jsonl`` and ``results.json`` into the run directory.
+Predictions are cached per task under the run key (method configuration, checkpoint,
+model and its revision, decoding protocol, device kind, seed, dataset hash, config,
+split), appended as they are made, so an interrupted evaluation resumes and a larger
+``--limit`` reuses what a smaller one computed. Requests of several repositories are
+generated together, so a backend can mix their adapters in one batch.
+
+Nothing at module level imports torch: ``score`` and ``compare`` run without it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -16,14 +21,19 @@ from pathlib import Path
 
 from repopeftbench import __version__
 from repopeftbench.dataset import Benchmark
-from repopeftbench.io import canonical_json, sha256_text, write_json, write_jsonl
+from repopeftbench.errors import UserError
+from repopeftbench.io import canonical_json, sha256_file, sha256_text, write_json, write_jsonl
 from repopeftbench.metrics import clean_prediction
+from repopeftbench.results import DatasetRef, ModelRef, Results
 
-from .generation import GenerationConfig
+from .backends.base import GenerationConfig, Request
 from .models import ALIASES, cache_root
-from .registry import RunContext, get_method
-from .scoring import score_tasks, summarise
+from .registry import Method, RunContext, get_method, parse_options
+from .scoring import ScoredTask, paired_comparison, score_tasks, summarise
 from .submission import read_submission
+
+CHECKPOINT_FILE = "method.json"
+GENERATE_CHUNK = 256   # requests generated together (and then cached) at a time
 
 
 def _pkg(name: str) -> str | None:
@@ -64,23 +74,115 @@ def _read_cache(path: Path) -> dict[str, dict]:
     return out
 
 
+# ----------------------------------------------------------------------- checkpoints
+
+def checkpoint_fingerprint(directory: Path) -> str:
+    """SHA-256 over every file of a checkpoint (paths and contents)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in directory.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(directory).as_posix()}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _checkpoint_record(method: Method, track: str, model: str, bench: Benchmark) -> dict:
+    uses_model = type(method).uses_model
+    return {"method": method.name, "options": method.config(), "track": track,
+            "model": {"name": model if uses_model else None,
+                      "revision": model_revision(model) if uses_model else None},
+            "dataset_sha256": bench.sha256, "seed": method.context.seed,
+            "repopeftbench": __version__}
+
+
+def read_checkpoint(directory: str | Path, method_name: str | None = None) -> dict:
+    """The record of a checkpoint directory, checked against the method that will use it."""
+    path = Path(directory) / CHECKPOINT_FILE
+    if not path.exists():
+        raise UserError(f"{directory}: not a checkpoint ({CHECKPOINT_FILE} is missing); "
+                        f"make one with 'repopeftbench train'")
+    record = json.loads(path.read_text())
+    if method_name is not None and record.get("method") != method_name:
+        raise UserError(f"{directory}: checkpoint of method {record.get('method')!r}, not of "
+                        f"{method_name!r}")
+    return record
+
+
+def _make_method(method: str, context: RunContext, options) -> Method:
+    cls = get_method(method)
+    opts = options if isinstance(options, cls.Options) else parse_options(cls, options)
+    return cls(context, opts)
+
+
+def train(method: str, dataset_dir: str | Path, track: str, out_dir: str | Path,
+          model: str = "smollm2", options: list[str] | dict | None = None, device: str = "cpu",
+          seed: int = 0, backend: str = "hf", progress: bool = True) -> Path:
+    """Train a method once on the benchmark's ``track`` training tables; save it to
+    ``out_dir`` (a checkpoint directory that ``evaluate --checkpoint`` reads)."""
+    bench = Benchmark(dataset_dir)
+    out = Path(out_dir)
+    context = RunContext(model_name=model, device=device, seed=seed, artifacts_dir=out,
+                         backend_name=backend, progress=progress)
+    obj = _make_method(method, context, options)
+    if not obj.trainable:
+        raise UserError(f"method {method!r} does not train; evaluate it directly")
+    obj.fit(bench, track)
+    obj.save(out)
+    write_json(out / CHECKPOINT_FILE, _checkpoint_record(obj, track, model, bench))
+    return out
+
+
+def _prepare(obj: Method, bench: Benchmark, track: str, model: str, checkpoint: Path | None,
+             run_dir: Path) -> Path | None:
+    """Load or train a trainable method; returns its checkpoint directory."""
+    if not obj.trainable:
+        if checkpoint is not None:
+            raise UserError(f"method {obj.name!r} does not train; --checkpoint does not apply")
+        return None
+    if checkpoint is not None:
+        record = read_checkpoint(checkpoint, obj.name)
+        if type(obj).uses_model and record["model"]["revision"] != model_revision(model):
+            raise UserError(f"{checkpoint}: trained on model {record['model']['name']!r}, "
+                            f"evaluated with {model!r}")
+        obj.load(checkpoint)
+        return checkpoint
+    ckpt = run_dir / "artifacts" / "checkpoint"
+    want = _checkpoint_record(obj, track, model, bench)
+    if (ckpt / CHECKPOINT_FILE).exists() and read_checkpoint(ckpt) == want:
+        obj.load(ckpt)  # trained by an earlier, interrupted run with the same configuration
+        return ckpt
+    obj.context.artifacts_dir = ckpt
+    obj.fit(bench, track)
+    obj.save(ckpt)
+    write_json(ckpt / CHECKPOINT_FILE, want)
+    return ckpt
+
+
 def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, model: str,
              out_dir: str | Path, limit: int | None = None, device: str = "cpu",
-             generation: GenerationConfig = GenerationConfig(), method_options: dict | None = None,
-             progress: bool = True, n_boot: int = 1000) -> dict:
+             generation: GenerationConfig = GenerationConfig(),
+             method_options: list[str] | dict | None = None, checkpoint: str | Path | None = None,
+             seed: int = 0, backend: str = "hf", progress: bool = True,
+             n_boot: int = 1000) -> Results:
     """Run ``method`` on ``config/split`` of a built benchmark; write and return results."""
     t0 = time.time()
     bench = Benchmark(dataset_dir)
     tasks = bench.tasks(config, split, limit=limit)
-    context = RunContext(model_name=model, device=device, generation=generation, progress=progress)
-    method_obj = get_method(method)(context, **(method_options or {}))
-    uses_model = type(method_obj).uses_model
-    model_info = {"name": model if uses_model else None,
-                  "revision": model_revision(model) if uses_model else None}
-    key_fields = {"method": method_obj.config(), "model": model_info,
-                  "generation": generation.to_dict() if uses_model else None,
+    out = Path(out_dir)
+    context = RunContext(model_name=model, device=device, generation=generation, seed=seed,
+                         artifacts_dir=out / "artifacts", backend_name=backend, progress=progress)
+    obj = _make_method(method, context, method_options)
+    obj.check_split(config, split)
+    uses_model = type(obj).uses_model
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if ckpt_path is not None:
+        read_checkpoint(ckpt_path, obj.name)
+    model_ref = ModelRef(model if uses_model else None, model_revision(model) if uses_model else None)
+    gen = generation.to_dict() if uses_model else None
+    key_fields = {"method": obj.config(), "model": model_ref.__dict__, "generation": gen,
                   "device_kind": ("cuda" if device.startswith("cuda") else device) if uses_model else None,
-                  "dataset_sha256": bench.sha256, "config": config, "split": split}
+                  "dataset_sha256": bench.sha256, "config": config, "split": split, "seed": seed,
+                  "checkpoint": checkpoint_fingerprint(ckpt_path) if ckpt_path else None}
+    if obj.trainable and ckpt_path is None:
+        key_fields["trained_in_run"] = str(out.resolve())
     run_key = sha256_text(canonical_json(key_fields))[:20]
     cache_path = cache_root() / "predictions" / f"{run_key}.jsonl"
     cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,70 +193,98 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
         if t["task_id"] not in cached:
             by_repo.setdefault(t["repo_id"], []).append(t)
     n_new = sum(len(v) for v in by_repo.values())
+    used_ckpt = None
     if n_new:
-        method_obj.fit(bench)
-        with open(cache_path, "a", encoding="utf-8") as cache:
-            for repo_id in sorted(by_repo):
-                group = by_repo[repo_id]
-                raws = method_obj.predict(repo_id, group)
-                if len(raws) != len(group):
-                    raise RuntimeError(f"method {method!r} returned {len(raws)} predictions for "
-                                       f"{len(group)} tasks of {repo_id}")
-                for t, raw in zip(group, raws):
-                    rec = {"task_id": t["task_id"], "raw": raw,
-                           "prediction": clean_prediction(raw, t["target"])}
-                    cached[t["task_id"]] = rec
-                    cache.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                cache.flush()
-                os.fsync(cache.fileno())
+        used_ckpt = _prepare(obj, bench, config, model, ckpt_path, out)
+        _predict_all(obj, by_repo, cached, cache_path, method)
+    elif ckpt_path is not None:
+        used_ckpt = ckpt_path
 
-    out = Path(out_dir)
     header = {"dataset_sha256": bench.sha256, "config": config, "split": split,
-              "method": method, "model": model_info["name"]}
+              "method": method, "model": model_ref.name}
     write_jsonl(out / "predictions.jsonl", [header] + [cached[t["task_id"]] for t in tasks])
     scored = score_tasks(tasks, {t["task_id"]: cached[t["task_id"]]["prediction"] for t in tasks})
-    results = {
-        "run_key": run_key, "dataset": {"dir": str(bench.dir), "manifest_sha256": bench.sha256,
-                                        "config": config, "split": split, "limit": limit},
-        "method": method_obj.config(), "model": model_info,
-        "generation": key_fields["generation"], "device": device if uses_model else None,
-        "packages": package_versions(), "n_predicted_now": n_new,
-        "wall_time_s": round(time.time() - t0, 2), "scores": summarise(scored, n_boot=n_boot),
-    }
-    write_json(out / "results.json", results)
+    results = Results(
+        run_key=run_key,
+        dataset=DatasetRef(str(bench.dir), bench.sha256, config, split, limit,
+                           bench.manifest.get("config", {}).get("profile")),
+        method=obj.config(), model=model_ref, scores=summarise(scored, n_boot=n_boot), seed=seed,
+        packages=package_versions(), device=device if uses_model else None, generation=gen,
+        wall_time_s=round(time.time() - t0, 2), n_predicted_now=n_new,
+        checkpoint=str(used_ckpt) if used_ckpt else None)
+    results.save(out)
     return results
 
 
+def _predict_all(obj: Method, by_repo: dict[str, list[dict]], cached: dict[str, dict],
+                 cache_path: Path, method: str) -> None:
+    """Ask the method for every repository's predictions; generate pending requests in
+    chunks that mix repositories; append each finished prediction to the cache."""
+    pending: list[tuple[dict, Request]] = []
+    with open(cache_path, "a", encoding="utf-8") as cache:
+        def record(task: dict, raw: str) -> None:
+            rec = {"task_id": task["task_id"], "raw": raw,
+                   "prediction": clean_prediction(raw, task["target"])}
+            cached[task["task_id"]] = rec
+            cache.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+        def flush() -> None:
+            if pending:
+                raws = obj.context.backend().generate([r for _, r in pending],
+                                                      desc=f"{method}: generating")
+                for (task, _), raw in zip(pending, raws):
+                    record(task, raw)
+                pending.clear()
+            cache.flush()
+            os.fsync(cache.fileno())
+
+        for repo_id in sorted(by_repo):
+            group = by_repo[repo_id]
+            outs = obj.predict(repo_id, group)
+            if len(outs) != len(group):
+                raise RuntimeError(f"method {method!r} returned {len(outs)} predictions for "
+                                   f"{len(group)} tasks of {repo_id}")
+            for task, item in zip(group, outs):
+                if isinstance(item, Request):
+                    pending.append((task, item))
+                elif isinstance(item, str):
+                    record(task, item)
+                else:
+                    raise TypeError(f"method {method!r} returned {type(item).__name__} for task "
+                                    f"{task['task_id']}; expected str or Request")
+            if len(pending) >= GENERATE_CHUNK:
+                flush()
+        flush()
+
+
 def score_predictions(dataset_dir: str | Path, config: str, split: str, predictions: str | Path,
-                      out_dir: str | Path | None = None, n_boot: int = 1000) -> dict:
+                      out_dir: str | Path | None = None, n_boot: int = 1000) -> Results:
     """Validate a submitted predictions file and score it (nothing in it is executed)."""
     bench = Benchmark(dataset_dir)
     tasks = bench.tasks(config, split)
     sub = read_submission(predictions, {t["task_id"] for t in tasks}, bench.sha256, config, split)
     scored = score_tasks(tasks, sub.predictions)
-    results = {
-        "run_key": "submission:" + sha256_text(Path(predictions).read_text(encoding="utf-8"))[:20],
-        "dataset": {"dir": str(bench.dir), "manifest_sha256": bench.sha256, "config": config,
-                    "split": split, "limit": None},
-        "method": {"name": str(sub.header.get("method") or Path(predictions).stem)},
-        "model": {"name": sub.header.get("model"), "revision": None}, "generation": None,
-        "device": None, "packages": package_versions(), "submission": str(predictions),
-        "scores": summarise(scored, n_boot=n_boot),
-    }
+    results = Results(
+        run_key="submission:" + sha256_text(Path(predictions).read_text(encoding="utf-8"))[:20],
+        dataset=DatasetRef(str(bench.dir), bench.sha256, config, split, None,
+                           bench.manifest.get("config", {}).get("profile")),
+        method={"name": str(sub.header.get("method") or Path(predictions).stem)},
+        model=ModelRef(sub.header.get("model")), scores=summarise(scored, n_boot=n_boot),
+        packages=package_versions(), submission=str(predictions))
     if out_dir is not None:
-        write_json(Path(out_dir) / "results.json", results)
+        results.save(out_dir)
     return results
 
 
-def format_scores(results: dict) -> str:
+def format_scores(results: Results) -> str:
     from repopeftbench.stats import markdown_table
 
-    s = results["scores"]
-    d = results["dataset"]
+    s = results.scores
+    d = results.dataset
     rows = [[m, f"{v['micro']:.1f}", f"[{v['micro_ci'][0]:.1f}, {v['micro_ci'][1]:.1f}]",
              f"{v['macro']:.1f}", f"[{v['macro_ci'][0]:.1f}, {v['macro_ci'][1]:.1f}]"]
             for m, v in s["metrics"].items()]
-    head = (f"{results['method']['name']} on {d['config']}/{d['split']}: {s['n_tasks']} tasks, "
+    head = (f"{results.method_name} on {d.config}/{d.split}: {s['n_tasks']} tasks, "
             f"{s['n_repos']} repositories")
     fam = [[k, v["n"], f"{v['em']:.1f}", f"{v['paper_em']:.1f}"] for k, v in s["by_assertion_type"].items()]
     typ = [[k, v["n"], f"{v['em']:.1f}", f"{v['paper_em']:.1f}"] for k, v in s["by_target_type"].items()]
@@ -163,12 +293,12 @@ def format_scores(results: dict) -> str:
                         markdown_table(["target type", "n", "em", "paper_em"], typ)]) + "\n"
 
 
-
-
-def read_scored(run_dir: str | Path, dataset_dir: str | Path):
+def read_scored(run_dir: str | Path, dataset_dir: str | Path) -> list[ScoredTask]:
     """Scored tasks of a run directory (its predictions.jsonl against the benchmark)."""
     bench = Benchmark(dataset_dir)
     path = Path(run_dir) / "predictions.jsonl"
+    if not path.exists():
+        raise UserError(f"{run_dir}: no predictions.jsonl (is it a run directory?)")
     lines = path.read_text(encoding="utf-8").splitlines()
     header = json.loads(lines[0])
     tasks = bench.tasks(header["config"], header["split"])
@@ -177,3 +307,10 @@ def read_scored(run_dir: str | Path, dataset_dir: str | Path):
         header["config"], header["split"])
     tasks = [t for t in tasks if t["task_id"] in sub.predictions]
     return score_tasks(tasks, sub.predictions)
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, dataset_dir: str | Path,
+                 metric: str = "em") -> dict:
+    """Paired difference run_b - run_a on their common tasks (repository bootstrap CI)."""
+    return paired_comparison(read_scored(run_a, dataset_dir), read_scored(run_b, dataset_dir),
+                             metric=metric)

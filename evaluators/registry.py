@@ -1,82 +1,137 @@
 """The method plugin API: a method is one class plus one decorator.
 
-Installed packages add methods through the ``repopeftbench.methods`` entry-point group
-(``name = "package.module:Class"``); built-in baselines register exactly the same way.
+Methods, built-in ones included, are found through the ``repopeftbench.methods``
+entry-point group (``name = "package.module:Class"`` in the package metadata). A method
+declares its options as a dataclass (``Options``); ``--option KEY=VALUE`` values are
+parsed to the field types. A trained method (``trainable = True``) learns in ``fit`` and
+keeps what it learned with ``save``/``load``; ``predict`` returns, per task, either the
+raw generation or a ``Request`` (prompt and adapter) that the harness generates in
+batches, mixing repositories and adapters.
 """
 from __future__ import annotations
 
-import importlib
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Callable, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Union
 
-from .generation import GenerationConfig
+from repopeftbench.errors import UserError
+
+from .backends.base import Adapter, GenerationBackend, GenerationConfig, Request
+
+if TYPE_CHECKING:
+    from repopeftbench.dataset import Benchmark
 
 ENTRY_POINT_GROUP = "repopeftbench.methods"
-BUILTIN_MODULES = ("baselines.pretrained", "evaluators.sanity")
 METHODS: dict[str, type["Method"]] = {}
 
 
 @dataclass
+class NoOptions:
+    """A method without options."""
+
+
+@dataclass
 class RunContext:
-    """What a method may use: the model to load, the device, the decoding protocol."""
+    """What a method may use: the model and backend, the device, the decoding protocol,
+    the seed, and a directory of its own for checkpoints, indexes and adapters."""
     model_name: str
     device: str = "cpu"
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     seed: int = 0
+    artifacts_dir: Path | None = None
+    backend_name: str = "hf"
     progress: bool = True
-    _loaded: Any = None
+    _backend: GenerationBackend | None = None
+
+    def backend(self) -> GenerationBackend:
+        """The generation backend, with the model loaded once."""
+        if self._backend is None:
+            from .backends import make_backend
+            self._backend = make_backend(self.backend_name, self.model_name, self.device,
+                                         self.generation, self.progress)
+        return self._backend
 
     def model(self):
-        """(model, tokenizer, resolved path), loaded once."""
-        if self._loaded is None:
-            from .models import load_model
-            self._loaded = load_model(self.model_name, self.device)
-        return self._loaded
+        """(model, tokenizer) of the Hugging Face backend, for methods that train or score
+        with the model directly."""
+        backend = self.backend()
+        if not hasattr(backend, "model"):
+            raise UserError(f"method needs the model weights; backend {self.backend_name!r} "
+                            f"does not expose them (use --backend hf)")
+        return backend.model, backend.tokenizer  # type: ignore[attr-defined]
 
-    def generator(self):
-        from .generation import HFGenerator
-        model, tokenizer, _ = self.model()
-        return HFGenerator(model, tokenizer, self.generation, progress=self.progress)
+    def artifacts(self, *parts: str) -> Path:
+        """A directory under the run's artifacts directory (created)."""
+        if self.artifacts_dir is None:
+            raise UserError("this method needs an artifacts directory (run it through "
+                            "'repopeftbench evaluate' or 'train')")
+        path = self.artifacts_dir.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 class Method:
-    """Base class. Subclasses set ``name`` and override what they need.
+    """Base class. Subclasses are registered with ``@register_method(name)``.
 
-    The harness calls ``fit`` once with the benchmark (its training tables), then
-    ``predict`` once per repository with that repository's tasks of the evaluated split.
+    The harness calls ``fit`` (trained methods, unless a checkpoint is loaded) once with the
+    benchmark and the track, then ``predict`` once per repository with that repository's
+    tasks of the evaluated split.
     """
     name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
     uses_model: ClassVar[bool] = True
+    trainable: ClassVar[bool] = False
 
-    def __init__(self, context: RunContext, **options: Any):
+    def __init__(self, context: RunContext, options: Any = None):
         self.context = context
-        self.options = options
+        self.options = options if options is not None else self.Options()
+        if not isinstance(self.options, self.Options):
+            raise TypeError(f"{type(self).__name__} takes {self.Options.__name__} options, got "
+                            f"{type(self.options).__name__}")
 
     def config(self) -> dict:
         """Everything that changes this method's predictions (cached runs are keyed on it)."""
-        return {"name": self.name, **self.options}
+        return {"name": self.name, **dataclasses.asdict(self.options)}
 
-    def fit(self, dataset) -> None:
-        """Train on ``dataset`` (a ``repopeftbench.dataset.Benchmark``); default: nothing."""
+    # --- training (trainable methods) ------------------------------------------------
+    def fit(self, bench: "Benchmark", track: str) -> None:
+        """Train on the benchmark's training tables of ``track``; default: nothing."""
 
+    def save(self, directory: Path) -> None:
+        """Write what ``fit`` learned into ``directory``."""
+
+    def load(self, directory: Path) -> None:
+        """Read what ``save`` wrote."""
+
+    def check_split(self, track: str, split: str) -> None:
+        """Raise ``UserError`` when the method cannot serve ``split``; default: any."""
+
+    # --- prediction -------------------------------------------------------------------
     def prompt(self, task: dict) -> str:
         return task["prefix"]
 
-    def adapter(self, repo_id: str, commit_sha: str | None = None) -> str | None:
-        """A PEFT adapter directory for a repository (or commit), or None for the base model."""
+    def adapter(self, task: dict) -> Adapter:
+        """The LoRA adapter a task's row needs (a PEFT directory or weights in memory), or
+        None for the base model."""
         return None
 
-    def predict(self, repo_id: str, tasks: list[dict]) -> list[str]:
-        """Raw generations, one per task, in order."""
-        if self.adapter(repo_id) is not None:
-            raise NotImplementedError("adapter-based methods must override predict() until the "
-                                      "per-row LoRA backend lands")
-        return self.context.generator().generate([self.prompt(t) for t in tasks], desc=repo_id)
+    def predict(self, repo_id: str, tasks: list[dict]) -> list[str | Request]:
+        """Per task, in order: a raw generation, or a ``Request`` for the harness to
+        generate (batched with other repositories' requests)."""
+        return [Request(self.prompt(t), self.adapter(t)) for t in tasks]
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     def wrap(cls: type[Method]) -> type[Method]:
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise TypeError(f"method {name!r}: {cls!r} is not a subclass of "
+                            f"evaluators.registry.Method")
+        if not dataclasses.is_dataclass(cls.Options):
+            raise TypeError(f"method {name!r}: Options must be a dataclass")
         if name in METHODS and METHODS[name] is not cls:
             raise ValueError(f"method {name!r} is already registered by {METHODS[name].__module__}")
         cls.name = name
@@ -85,22 +140,111 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     return wrap
 
 
+_LOADED = False
+
+
 def _load_plugins() -> None:
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in METHODS:
+    """Import every method of the entry-point group (built-in ones are declared there too)."""
+    global _LOADED
+    if _LOADED:
+        return
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if ep.name in METHODS:
+            continue
+        try:
             cls = ep.load()
-            register_method(ep.name)(cls)
+        except Exception as exc:
+            raise UserError(f"method plugin {ep.name!r} ({ep.value}) failed to import: "
+                            f"{type(exc).__name__}: {exc}") from exc
+        register_method(ep.name)(cls)
+    _LOADED = True
 
 
 def get_method(name: str) -> type[Method]:
     _load_plugins()
     if name not in METHODS:
-        raise KeyError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
+        raise UserError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
     return METHODS[name]
 
 
 def available_methods() -> list[str]:
     _load_plugins()
     return sorted(METHODS)
+
+
+# --------------------------------------------------------------------------- options
+
+def _describe_type(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(text: str, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if text.lower() in ("none", "null", ""):
+            return None
+        return _convert(text, args[0], key) if len(args) == 1 else text
+    if origin in (tuple, list):
+        inner = typing.get_args(tp)[0] if typing.get_args(tp) else str
+        values = [_convert(v.strip(), inner, key) for v in text.split(",") if v.strip()]
+        return tuple(values) if origin is tuple else values
+    if tp is bool:
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    if tp in (int, float, str):
+        return tp(text)
+    if typing.get_origin(tp) is typing.Literal:
+        if text not in typing.get_args(tp):
+            raise ValueError(f"expected one of {', '.join(map(str, typing.get_args(tp)))}")
+        return text
+    return text
+
+
+def option_fields(options_cls: type) -> dict[str, tuple[Any, Any]]:
+    """name -> (type, default) of an options dataclass."""
+    hints = typing.get_type_hints(options_cls)
+    out = {}
+    for f in dataclasses.fields(options_cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        out[f.name] = (hints[f.name], default)
+    return out
+
+
+def parse_options(method: type[Method], items: list[str] | dict[str, Any] | None) -> Any:
+    """An ``Options`` instance from ``KEY=VALUE`` strings (or a dict of values or strings).
+    An unknown key or a value of the wrong type is a ``UserError`` listing the valid keys."""
+    fields_ = option_fields(method.Options)
+    valid = ", ".join(f"{k} ({_describe_type(t)}, default {d!r})" for k, (t, d) in fields_.items()) \
+        or "none"
+    pairs: dict[str, Any] = {}
+    if isinstance(items, dict):
+        pairs = dict(items)
+    else:
+        for item in items or []:
+            if "=" not in item:
+                raise UserError(f"--option takes KEY=VALUE, got {item!r}")
+            k, v = item.split("=", 1)
+            pairs[k.strip()] = v
+    values = {}
+    for key, raw in pairs.items():
+        if key not in fields_:
+            raise UserError(f"method {method.name!r} has no option {key!r}; valid options: {valid}")
+        tp = fields_[key][0]
+        if isinstance(raw, str) and tp is not str:
+            try:
+                values[key] = _convert(raw, tp, key)
+            except ValueError as exc:
+                raise UserError(f"option {key}={raw!r} of method {method.name!r}: expected "
+                                f"{_describe_type(tp)} ({exc}); valid options: {valid}") from None
+        else:
+            values[key] = raw
+    try:
+        return method.Options(**values)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"options of method {method.name!r}: {exc}; valid options: {valid}") from None

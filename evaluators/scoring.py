@@ -51,7 +51,7 @@ def bootstrap(sums: np.ndarray, counts: np.ndarray, n_boot: int, seed: int) -> d
 
 def summarise(scored: list[ScoredTask], n_boot: int = 1000, seed: int = 0) -> dict:
     """Micro and macro means (in %) with repository-bootstrap 95% CIs, per metric, plus
-    breakdowns by assertion family and target type (micro, no CI)."""
+    breakdowns by assertion family and target type (micro, no CI) and per repository."""
     out: dict = {"n_tasks": len(scored), "n_repos": len({s.repo_id for s in scored}), "metrics": {}}
     for metric in METRIC_NAMES:
         repos, sums, counts = _by_repo(scored, metric)
@@ -68,6 +68,12 @@ def summarise(scored: list[ScoredTask], n_boot: int = 1000, seed: int = 0) -> di
         out[f"by_{field}"] = {g: {"n": len(items), **{m: 100 * float(np.mean([i.scores[m] for i in items]))
                                                       for m in METRIC_NAMES}}
                               for g, items in sorted(groups.items())}
+    per_repo: dict[str, list[ScoredTask]] = defaultdict(list)
+    for s in scored:
+        per_repo[s.repo_id].append(s)
+    out["per_repo"] = {r: {"n": len(items), **{m: 100 * float(np.mean([i.scores[m] for i in items]))
+                                               for m in METRIC_NAMES}}
+                       for r, items in sorted(per_repo.items())}
     return out
 
 

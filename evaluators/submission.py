@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from repopeftbench.errors import UserError
 
-class SubmissionError(ValueError):
+
+class SubmissionError(UserError, ValueError):
     """A predictions file is malformed; the message lists every problem with its line."""
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 
@@ -22,12 +21,10 @@ from repopeftbench.schema import (COMMITS, CONTEXT, EVOLUTION, FILE_SPLITS, REPO
                                   STATIC, table_from_rows, table_path)
 from repopeftbench.splits import chronological_split, cross_repo_split, in_repo_split
 
+from .config import BuildConfig
 from .evolution_miner import eval_cap, smart_cap
 from .job import CONTEXT_PART, RepoResult, paths
 from .repolist import BadRow, RepoSpec
-
-if TYPE_CHECKING:
-    from .build import BuildConfig
 
 
 @dataclass
@@ -41,7 +38,7 @@ class BuildSummary:
     failures: list[dict]
 
 
-def _static_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root: Path) -> list[dict]:
+def _static_rows(spec: RepoSpec, split: str, config: BuildConfig, work_root: Path) -> list[dict]:
     rows = read_parquet(paths(work_root, "static", spec.repo_id)["rows"]).to_pylist()
     ir = in_repo_split([r["task_id"] for r in rows], config.seed, config.in_repo_fractions)
     for r in rows:
@@ -54,7 +51,7 @@ _TASK_COLUMNS_WITHOUT_PREFIX = [n for n in EVOLUTION.names
                                 if n not in ("prefix", "cross_repo_split", "in_repo_split")]
 
 
-def _evolution_rows(spec: RepoSpec, split: str, config: "BuildConfig", work_root: Path,
+def _evolution_rows(spec: RepoSpec, split: str, config: BuildConfig, work_root: Path,
                     counts: Counter, commit_out: SplitWriter, task_out: SplitWriter) -> int:
     """Stream one repository's commits and capped tasks into the split writers.
 
@@ -154,7 +151,7 @@ _REPORT_FIELDS = ("status", "reason", "n_tasks", "n_test_files", "n_candidates",
 
 
 def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, RepoResult],
-             config: "BuildConfig", work_root: Path, out_dir: Path, repos_file: Path) -> BuildSummary:
+             config: BuildConfig, work_root: Path, out_dir: Path, repos_file: Path) -> BuildSummary:
     tracks = list(config.tracks)
     static_rows: list[dict] = []
     evo_tasks: dict[str, int] = {}

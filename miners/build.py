@@ -13,57 +13,14 @@ import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from repopeftbench.io import canonical_json, sha256_text
-from repopeftbench.schema import SCHEMA_VERSION
-from repopeftbench.splits import parse_time
-
 from .assemble import BuildSummary, assemble
-from .context_miner import ContextConfig
-from .evolution_miner import EvolutionMinerConfig
+from .config import TRACKS, BuildConfig
 from .job import PartResult, RepoResult, _save, mine_repo, parts_of, paths
 from .repolist import RepoSpec, read_repo_list
-from .static_miner import StaticMinerConfig
-
-TRACKS = ("static", "evolution")
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """Everything that decides the output bytes (not the worker count or paths)."""
-    tracks: tuple[str, ...] = ("static",)
-    seed: int = 0
-    cutoff: str | None = None
-    cr_val_fraction: float = 0.1
-    cr_test_fraction: float = 0.1
-    in_repo_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    static: StaticMinerConfig = field(default_factory=StaticMinerConfig)
-    evolution: EvolutionMinerConfig = field(default_factory=EvolutionMinerConfig)
-    context: ContextConfig = field(default_factory=ContextConfig)
-
-    def __post_init__(self) -> None:
-        unknown = set(self.tracks) - set(TRACKS)
-        if unknown or not self.tracks:
-            raise ValueError(f"unknown track(s) {sorted(unknown)}; available: {', '.join(TRACKS)}")
-        if self.cutoff is not None:
-            parse_time(self.cutoff)
-        if abs(sum(self.in_repo_fractions) - 1.0) > 1e-9:
-            raise ValueError(f"in_repo_fractions must sum to 1, got {self.in_repo_fractions}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["tracks"] = sorted(self.tracks)
-        d["in_repo_fractions"] = list(self.in_repo_fractions)
-        d["schema_version"] = SCHEMA_VERSION
-        return d
-
-    def hash(self) -> str:
-        return sha256_text(canonical_json(self.to_dict()))[:16]
-
 
 def _run_pool(specs: list[RepoSpec], config: BuildConfig, work_root: Path, cache_dir: Path,
               workers: int, refresh: bool, progress: bool) -> dict[str, RepoResult]:
@@ -122,3 +79,28 @@ def build(repos_file: str | Path, out_dir: str | Path, config: BuildConfig | Non
     cache = Path(cache_dir) if cache_dir else out_dir / ".cache" / "repos"
     results = _run_pool(specs, config, work_root, cache, workers, refresh, progress)
     return assemble(specs, bad_rows, results, config, work_root, out_dir, Path(repos_file))
+
+
+def format_summary(summary: BuildSummary) -> str:
+    """What ``repopeftbench build`` prints: totals, split sizes, counters and failures."""
+    from repopeftbench.stats import markdown_table
+
+    tables = list(summary.split_sizes)
+    totals = ", ".join(f"{sum(summary.split_sizes[t].values())} {t}" for t in tables)
+    lines = [f"\nBuilt {summary.out_dir}: {summary.n_ok}/{summary.n_repos} repositories gave "
+             f"tasks; {totals} rows."]
+    splits = list(next(iter(summary.split_sizes.values()), {}))
+    lines.append(markdown_table(["split", *tables], [[s, *(summary.split_sizes[t][s] for t in tables)]
+                                                     for s in splits]))
+    if summary.filter_counts:
+        lines.append(markdown_table(["filtered or counted", "count"],
+                                    [[k, v] for k, v in summary.filter_counts.items()]))
+    if summary.failures:
+        lines.append(f"\n{len(summary.failures)} failure(s), listed in "
+                     f"{Path(summary.out_dir) / 'failures.jsonl'}:")
+        for f in summary.failures[:20]:
+            where = f" [{f['track']}]" if f.get("track") else ""
+            lines.append(f"  {f['repo_id'] or f['source']}{where}: {f['reason']}")
+        if len(summary.failures) > 20:
+            lines.append(f"  ... and {len(summary.failures) - 20} more")
+    return "\n".join(lines)

@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from repopeftbench.errors import UserError
 from repopeftbench.schema import CROSS_REPO_SPLITS
 
 _ALIASES = {"licence": "license", "commit_sha": "sha", "pinned_sha": "sha",
@@ -22,7 +23,7 @@ _SHA_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
 _REMOTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/\s]+@[^/\s]+:")
 
 
-class RepoListError(ValueError):
+class RepoListError(UserError, ValueError):
     """The repository list itself cannot be read."""
 
 

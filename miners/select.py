@@ -21,11 +21,13 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
+from repopeftbench.errors import UserError
+
 TEST_MARKERS = frozenset({"tests", "test", "testing", "conftest.py", "pytest.ini", "tox.ini"})
 SEARCH_CAP = 1000
 
 
-class SelectError(RuntimeError):
+class SelectError(UserError, RuntimeError):
     """The search API could not be used (bad token, rate limit, unreachable)."""
 
 
@@ -162,3 +164,21 @@ def rows_to_csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def write_selection(config: SelectConfig, out: str | os.PathLike, api_url: str = "https://api.github.com",
+                    progress: bool = True) -> str:
+    """Select repositories and write the list to ``out`` (CSV); returns a one-line summary."""
+    import sys
+
+    from tqdm import tqdm
+
+    from repopeftbench.io import atomic_write_text
+
+    client = GitHubClient(api_url=api_url)
+    with tqdm(desc="selecting", unit="repo", disable=not progress, file=sys.stderr) as bar:
+        rows = select_repositories(client, config, progress=bar.update)
+    atomic_write_text(out, rows_to_csv(rows))
+    n_ood = sum(r["split"] == "ood" for r in rows)
+    return (f"Wrote {out}: {len(rows) - n_ood} in-distribution and {n_ood} ood repositories "
+            f"({client.requests} API requests).")

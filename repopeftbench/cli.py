@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from pathlib import Path
 
 from . import __version__
+from .errors import UserError
 
 
 def _positive_int(text: str) -> int:
@@ -17,12 +18,10 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from miners.build import BuildConfig, build, format_summary
+    from miners.context_miner import ContextConfig
     from miners.evolution_miner import EvolutionMinerConfig
     from miners.static_miner import StaticMinerConfig
-
-    from miners.build import BuildConfig, build
-    from miners.repolist import RepoListError
-    from .stats import markdown_table
 
     try:
         config = BuildConfig(
@@ -33,33 +32,13 @@ def cmd_build(args: argparse.Namespace) -> int:
                                      cap_per_file=args.cap_per_file,
                                      cap_per_repo=args.cap_per_repo),
             evolution=EvolutionMinerConfig(max_file_bytes=args.max_file_bytes,
-                                           max_diff_bytes=args.max_diff_bytes))
+                                           max_diff_bytes=args.max_diff_bytes),
+            context=ContextConfig(max_file_bytes=args.context_max_file_bytes))
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        summary = build(args.repos, args.out, config, workers=args.workers,
-                        cache_dir=args.cache_dir, refresh=args.refresh,
-                        progress=not args.no_progress)
-    except RepoListError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    tables = list(summary.split_sizes)
-    totals = ", ".join(f"{sum(summary.split_sizes[t].values())} {t}" for t in tables)
-    print(f"\nBuilt {args.out}: {summary.n_ok}/{summary.n_repos} repositories gave tasks; {totals} rows.")
-    splits = list(next(iter(summary.split_sizes.values()), {}))
-    print(markdown_table(["split", *tables], [[s, *(summary.split_sizes[t][s] for t in tables)]
-                                              for s in splits]))
-    if summary.filter_counts:
-        print(markdown_table(["filtered or counted", "count"],
-                             [[k, v] for k, v in summary.filter_counts.items()]))
-    if summary.failures:
-        print(f"\n{len(summary.failures)} failure(s), listed in {Path(args.out) / 'failures.jsonl'}:")
-        for f in summary.failures[:20]:
-            where = f" [{f['track']}]" if f.get("track") else ""
-            print(f"  {f['repo_id'] or f['source']}{where}: {f['reason']}")
-        if len(summary.failures) > 20:
-            print(f"  ... and {len(summary.failures) - 20} more")
+        raise UserError(str(exc)) from None
+    summary = build(args.repos, args.out, config, workers=args.workers, cache_dir=args.cache_dir,
+                    refresh=args.refresh, progress=not args.no_progress)
+    print(format_summary(summary))
     if summary.n_ok == 0:
         print("error: no repository gave tasks", file=sys.stderr)
         return 1
@@ -69,114 +48,76 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from .stats import compute_stats, format_stats
 
-    try:
-        stats = compute_stats(args.dir)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        import json
-        print(json.dumps(stats, indent=2, sort_keys=True))
-    else:
-        print(format_stats(stats))
+    stats = compute_stats(args.dir)
+    print(json.dumps(stats, indent=2, sort_keys=True) if args.json else format_stats(stats))
     return 0
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from miners.select import GitHubClient, SelectConfig, SelectError, rows_to_csv, select_repositories
-
-    from .io import atomic_write_text
+    from miners.select import SelectConfig, write_selection
 
     config = SelectConfig(licenses=tuple(args.license.split(",")), min_stars=args.min_stars,
                           pushed_after=args.pushed_after, cutoff=args.cutoff,
                           max_repos=args.max_repos, check_tests=not args.no_check_tests)
-    client = GitHubClient(api_url=args.api_url)
-    with tqdm(desc="selecting", unit="repo", disable=args.no_progress, file=sys.stderr) as bar:
-        try:
-            rows = select_repositories(client, config, progress=bar.update)
-        except SelectError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    atomic_write_text(args.out, rows_to_csv(rows))
-    n_ood = sum(r["split"] == "ood" for r in rows)
-    print(f"Wrote {args.out}: {len(rows) - n_ood} in-distribution and {n_ood} ood repositories "
-          f"({client.requests} API requests).")
+    print(write_selection(config, args.out, api_url=args.api_url, progress=not args.no_progress))
     return 0
 
 
-def _batch_size(args: argparse.Namespace) -> int:
-    """8 on CUDA; 1 on CPU, where padded batches measured slower than one prompt at a time
-    (benchmarks/bench_eval_throughput.py)."""
-    if args.batch_size is not None:
-        return args.batch_size
-    return 8 if args.device.startswith("cuda") else 1
+def _generation(args: argparse.Namespace):
+    from evaluators.backends.base import GenerationConfig
+    return GenerationConfig(max_new_tokens=args.max_new_tokens,
+                            max_input_tokens=args.max_input_tokens, batch_size=args.batch_size)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from evaluators.generation import GenerationConfig
     from evaluators.harness import evaluate, format_scores
 
-    try:
-        options = dict(kv.split("=", 1) for kv in args.option)
-    except ValueError:
-        print("error: --option takes KEY=VALUE", file=sys.stderr)
-        return 2
-    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, max_input_tokens=args.max_input_tokens,
-                           batch_size=_batch_size(args))
-    try:
-        results = evaluate(args.dataset, args.config, args.split, args.method, args.model, args.out,
-                           limit=args.limit, device=args.device, generation=gen,
-                           method_options=options, progress=not args.no_progress)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 2
+    results = evaluate(args.dataset, args.config, args.split, args.method, args.model, args.out,
+                       limit=args.limit, device=args.device, generation=_generation(args),
+                       method_options=args.option, checkpoint=args.checkpoint, seed=args.seed,
+                       backend=args.backend, progress=not args.no_progress)
     print(format_scores(results))
     print(f"Run written to {args.out} (predictions.jsonl, results.json); "
-          f"{results['n_predicted_now']} tasks predicted now, {results['wall_time_s']} s.")
+          f"{results.n_predicted_now} tasks predicted now, {results.wall_time_s} s.")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from evaluators.harness import train
+
+    out = train(args.method, args.dataset, args.config, args.out, model=args.model,
+                options=args.option, device=args.device, seed=args.seed, backend=args.backend,
+                progress=not args.no_progress)
+    print(f"Trained {args.method} on {args.config}/train of {args.dataset}; checkpoint in {out}.")
+    print(f"Evaluate it with: repopeftbench evaluate --method {args.method} --checkpoint {out} "
+          f"--dataset {args.dataset} --config {args.config} --split SPLIT --out RUN_DIR")
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from evaluators.harness import format_scores, score_predictions
-    from evaluators.submission import SubmissionError
 
-    try:
-        results = score_predictions(args.dataset, args.config, args.split, args.predictions, args.out)
-    except (SubmissionError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(format_scores(results))
+    print(format_scores(score_predictions(args.dataset, args.config, args.split,
+                                          args.predictions, args.out)))
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from evaluators.leaderboard import to_markdown, write_leaderboard
 
-    try:
-        entries = write_leaderboard(args.runs, args.out)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    entries, warning = write_leaderboard(args.runs, args.out)
     print(to_markdown(entries))
     print(f"Wrote {args.out}/leaderboard.md, index.html and leaderboard.png ({len(entries)} runs).")
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    import json as _json
+    from evaluators.harness import compare_runs
 
-    from evaluators.harness import read_scored
-
-    try:
-        from evaluators.scoring import paired_comparison
-        a, b = read_scored(args.run_a, args.dataset), read_scored(args.run_b, args.dataset)
-        result = paired_comparison(a, b, metric=args.metric)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(_json.dumps(result, indent=2))
+    result = compare_runs(args.run_a, args.run_b, args.dataset, args.metric)
+    print(json.dumps(result, indent=2))
     print(f"{args.run_b} - {args.run_a}: {result['delta']:+.2f} points of {args.metric} "
           f"(95% CI [{result['ci'][0]:+.2f}, {result['ci'][1]:+.2f}], p={result['p_value']:.3f}, "
           f"{result['wins']} wins / {result['losses']} losses over {result['n_tasks']} tasks)")
@@ -184,56 +125,56 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Build a small benchmark, evaluate the model zero-shot, write the leaderboard."""
-    import json as _json
-    import subprocess
-    from pathlib import Path as _Path
+    from evaluators.demo import run_demo
 
-    from evaluators.generation import GenerationConfig
-    from evaluators.harness import evaluate, format_scores
-    from evaluators.leaderboard import to_markdown, write_leaderboard
-
-    from miners.build import BuildConfig, build
-    from .dataset import Benchmark
-
-    out = _Path(args.out)
-    repos = args.repos
-    if repos is None:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
-        if top.returncode != 0:
-            print("error: not inside a git repository; pass --repos LIST", file=sys.stderr)
-            return 2
-        root = _Path(top.stdout.strip())
-        repos = out / "repos.jsonl"
-        repos.parent.mkdir(parents=True, exist_ok=True)
-        repos.write_text(_json.dumps({"repo_id": f"local/{root.name}", "url": str(root)}) + "\n")
-    print(f"1/3 building the benchmark from {repos} into {out / 'bench'}")
-    summary = build(repos, out / "bench", BuildConfig(), workers=1, progress=not args.no_progress)
-    if summary.n_ok == 0:
-        print("error: no repository gave tasks", file=sys.stderr)
-        return 1
-    bench = Benchmark(out / "bench")
-    splits = [s for s in ("test_in_repo", "test_cross_repo", "test_ood") if s in bench.splits("static")]
-    print(f"2/3 evaluating {args.method} ({args.model}) on {', '.join(splits)}, "
-          f"at most {args.limit} tasks each")
-    for split in splits:
-        results = evaluate(out / "bench", "static", split, args.method, args.model,
-                           out / "runs" / f"{args.method}-{split}", limit=args.limit,
-                           device=args.device, generation=GenerationConfig(batch_size=_batch_size(args)),
-                           progress=not args.no_progress)
-        print(format_scores(results))
-    print(f"3/3 leaderboard in {out / 'leaderboard'}")
-    print(to_markdown(write_leaderboard(out / "runs", out / "leaderboard")))
+    run_demo(args.out, args.repos, args.method, args.model, args.limit, args.device,
+             args.batch_size, progress=not args.no_progress)
     return 0
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from evaluators.registry import METHODS, available_methods
+    from evaluators.registry import METHODS, available_methods, option_fields
 
     for name in available_methods():
-        doc = (METHODS[name].__doc__ or "").strip().splitlines()
-        print(f"{name:12s} {doc[0] if doc else ''}")
+        cls = METHODS[name]
+        doc = (cls.__doc__ or "").strip().splitlines()
+        kind = "trained" if cls.trainable else "-"
+        print(f"{name:16s} {kind:8s} {doc[0] if doc else ''}")
+        for key, (tp, default) in option_fields(cls.Options).items():
+            print(f"{'':16s} {'':8s}   --option {key}=... ({getattr(tp, '__name__', tp)}, "
+                  f"default {default!r})")
     return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="smollm2",
+                   help="Hugging Face model name or path, or an offline alias: smollm2 (default), "
+                        "qwen2.5-coder-0.5b")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (bf16 on CUDA)")
+    p.add_argument("--backend", default="hf", help="generation backend: hf (default) or vllm")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_method_args(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument("--dataset", required=True, help="benchmark directory written by 'build'")
+    p.add_argument("--config", default="static", choices=["static", "evolution"],
+                   help="track (default: static)")
+    if default is None:
+        p.add_argument("--method", required=True, help="registered method (repopeftbench methods)")
+    else:
+        p.add_argument("--method", default=default,
+                       help=f"registered method (repopeftbench methods; default: {default})")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="method option, parsed to its type (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="training and sampling seed (default: 0)")
+    _add_model_args(p)
+
+
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="prompts per batch (default: the backend's choice: 8 on CUDA, 1 on CPU)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=64)
+    p.add_argument("--max-input-tokens", type=_positive_int, default=4096)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -241,6 +182,8 @@ def make_parser() -> argparse.ArgumentParser:
         prog="repopeftbench",
         description="Build and evaluate RepoPeftBench, the repository-adaptation benchmark.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     b = sub.add_parser("build", help="mine repositories into benchmark Parquet tables",
@@ -267,6 +210,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--cap-per-repo", type=_positive_int, default=200)
     b.add_argument("--max-diff-bytes", type=_positive_int, default=1_000_000,
                    help="truncate production-code diffs longer than this (default: 1000000)")
+    b.add_argument("--context-max-file-bytes", type=_positive_int, default=1_000_000,
+                   help="leave context files larger than this out of the context table "
+                        "(default: 1000000)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
 
@@ -289,26 +235,24 @@ def make_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="run a method on a benchmark split and score it",
                        description="Run a registered method (see 'repopeftbench methods') on one split "
-                                   "with a Hugging Face model; writes predictions and results.")
-    e.add_argument("--dataset", required=True, help="benchmark directory written by 'build'")
-    e.add_argument("--config", default="static", choices=["static", "evolution"])
+                                   "with a Hugging Face model; writes predictions and results. A "
+                                   "trained method uses --checkpoint, or trains first in OUT/artifacts.")
+    _add_method_args(e, default="pretrained")
     e.add_argument("--split", default="test_cross_repo")
-    e.add_argument("--method", default="pretrained")
-    e.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="method option (repeatable)")
-    e.add_argument("--model", default="smollm2",
-                   help="Hugging Face model name or path, or an offline alias: smollm2 (default), "
-                        "qwen2.5-coder-0.5b")
     e.add_argument("--out", required=True, help="run directory")
+    e.add_argument("--checkpoint", default=None,
+                   help="checkpoint directory written by 'repopeftbench train'")
     e.add_argument("--limit", type=_positive_int, default=None,
                    help="evaluate a fixed sample of N tasks")
-    e.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (bf16 on CUDA)")
-    e.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="prompts per batch (default: 8 on CUDA, 1 on CPU)")
-    e.add_argument("--max-new-tokens", type=_positive_int, default=64)
-    e.add_argument("--max-input-tokens", type=_positive_int, default=4096)
-    e.add_argument("--no-progress", action="store_true")
+    _add_generation_args(e)
     e.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("train", help="train a method once and save its checkpoint",
+                       description="Train a registered method on the training tables of a track "
+                                   "and save what it learned to --out, for 'evaluate --checkpoint'.")
+    _add_method_args(t, default=None)
+    t.add_argument("--out", required=True, help="checkpoint directory")
+    t.set_defaults(func=cmd_train)
 
     mt = sub.add_parser("methods", help="list the registered methods",
                         description="List built-in methods and those installed packages add "
@@ -347,12 +291,10 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--repos", default=None, help="repository list (default: the current repository)")
     d.add_argument("--out", default="build/demo")
     d.add_argument("--method", default="pretrained")
-    d.add_argument("--model", default="smollm2")
     d.add_argument("--limit", type=_positive_int, default=40, help="tasks per split (default 40)")
-    d.add_argument("--device", default="cpu")
     d.add_argument("--batch-size", type=_positive_int, default=None,
                    help="prompts per batch (default: 8 on CUDA, 1 on CPU)")
-    d.add_argument("--no-progress", action="store_true")
+    _add_model_args(d)
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("stats", help="print statistics of a built benchmark",
@@ -366,7 +308,17 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (UserError, FileNotFoundError) as exc:
+        if args.debug:
+            raise
+        message = exc.args[0] if exc.args else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

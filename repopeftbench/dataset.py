@@ -14,13 +14,14 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import UserError
 from .io import sha256_file
 from .schema import FILE_SPLITS, SPLIT_TABLES, TABLES, TASK_TABLES, table_path
 
 TASK_CONFIGS = TASK_TABLES
 
 
-class MissingTableError(FileNotFoundError):
+class MissingTableError(UserError, FileNotFoundError):
     """A table (or a split of it) is not in the benchmark; the message says what to do."""
 
 

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Offline before anything imports huggingface_hub (it reads these once, at import time).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
 _ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "t@example.com",
         "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "t@example.com",
         "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent-home-for-tests"}
@@ -44,3 +48,44 @@ def _offline_hf(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(monkeypatch, tmp_path_factory):
+    """Predictions caches and converted models never go to the user's home: the converted
+    default model is shared by the whole session, everything else is per test."""
+    shared = tmp_path_factory.getbasetemp() / "shared_cache"
+    (shared / "models").mkdir(parents=True, exist_ok=True)
+    cache = tmp_path_factory.mktemp("cache")
+    (cache / "models").symlink_to(shared / "models")
+    monkeypatch.setenv("REPOPEFTBENCH_CACHE", str(cache))
+
+
+TINY_TEXT = [
+    "import pytest\n\n\ndef test_value():\n    value = compute(3)\n    assert value == 121\n",
+    "class TestA:\n    def test_b(self):\n        self.assertEqual(x, f(2))\n",
+    "def compute(x):\n    return x * 7 + 100\n",
+]
+
+
+def make_tiny_model(path: Path, texts: list[str] | None = None, seed: int = 0) -> Path:
+    """A 2-layer Qwen2 with a byte-level BPE tokenizer trained on the fly, saved to ``path``."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<pad>", "<eos>", "<fim_middle>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator((texts or TINY_TEXT) * 3, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>",
+                                   unk_token="<unk>")
+    torch.manual_seed(seed)
+    config = Qwen2Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
+                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
+    Qwen2ForCausalLM(config).save_pretrained(path)
+    fast.save_pretrained(path)
+    return path

