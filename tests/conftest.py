@@ -89,3 +89,18 @@ def make_tiny_model(path: Path, texts: list[str] | None = None, seed: int = 0) -
     Qwen2ForCausalLM(config).save_pretrained(path)
     fast.save_pretrained(path)
     return path
+
+
+def build_bench(root: Path, files: dict[str, str], splits: list[str | None], prefix: str) -> Path:
+    """A benchmark of ``len(splits)`` copies of one repository (ids ``{prefix}/r{i}``, each
+    forced into its split, None for the hashed default), built into ``root/out``."""
+    import json
+
+    from miners.build import build
+
+    repos = [make_repo(root / f"r{i}", files) for i in range(len(splits))]
+    lst = root / "repos.jsonl"
+    lst.write_text("".join(json.dumps({"repo_id": f"{prefix}/r{i}", "url": str(r), "split": sp}) + "\n"
+                           for i, (r, sp) in enumerate(zip(repos, splits))))
+    build(lst, root / "out", progress=False)
+    return root / "out"

@@ -17,11 +17,10 @@ from evaluators.backends.hf import HFGenerator, reference_generate  # noqa: E402
 from evaluators.harness import evaluate, score_predictions  # noqa: E402
 from evaluators.registry import Method, get_method, register_method  # noqa: E402
 from evaluators.submission import SubmissionError  # noqa: E402
-from miners.build import build  # noqa: E402
 from repopeftbench.cli import main  # noqa: E402
 from repopeftbench.errors import UserError  # noqa: E402
 
-from conftest import make_repo, make_tiny_model  # noqa: E402
+from conftest import build_bench, make_tiny_model  # noqa: E402
 
 TESTS = {
     f"tests/test_m{i}.py": "import pytest\n\n\n" + "".join(
@@ -37,15 +36,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("bench")
-    repos = [make_repo(root / f"r{i}", {**TESTS, "pkg/core.py": "def compute(x):\n    return x\n"})
-             for i in range(3)]
-    lst = root / "repos.jsonl"
-    lst.write_text("".join(json.dumps({"repo_id": f"h/r{i}", "url": str(r),
-                                       "split": "cr_test" if i else None}) + "\n"
-                           for i, r in enumerate(repos)))
-    build(lst, root / "out", progress=False)
-    return root / "out"
+    files = {**TESTS, "pkg/core.py": "def compute(x):\n    return x\n"}
+    return build_bench(tmp_path_factory.mktemp("bench"), files, [None, "cr_test", "cr_test"], "h")
 
 
 def test_generation_protocol(tiny_model):

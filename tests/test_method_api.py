@@ -16,11 +16,10 @@ from evaluators.backends.base import GenerationConfig, Request  # noqa: E402
 from evaluators.backends.hf import HFGenerator  # noqa: E402
 from evaluators.harness import evaluate  # noqa: E402
 from evaluators.registry import Method, parse_options, register_method  # noqa: E402
-from miners.build import build  # noqa: E402
 from repopeftbench.cli import main  # noqa: E402
 from repopeftbench.errors import UserError  # noqa: E402
 
-from conftest import make_repo, make_tiny_model  # noqa: E402
+from conftest import build_bench, make_tiny_model  # noqa: E402
 
 TESTS = {f"tests/test_m{i}.py": "".join(
     f"def test_{k}():\n    value = compute({k})\n    assert value == {k % 3 + 100}\n\n"
@@ -66,15 +65,8 @@ class Other(Memo):
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("bench")
-    repos = [make_repo(root / f"r{i}", {**TESTS, "pkg/core.py": "def compute(x):\n    return x\n"})
-             for i in range(3)]
-    lst = root / "repos.jsonl"
-    lst.write_text("".join(json.dumps({"repo_id": f"m/r{i}", "url": str(r),
-                                       "split": "cr_test" if i == 2 else None}) + "\n"
-                           for i, r in enumerate(repos)))
-    build(lst, root / "out", progress=False)
-    return root / "out"
+    files = {**TESTS, "pkg/core.py": "def compute(x):\n    return x\n"}
+    return build_bench(tmp_path_factory.mktemp("bench"), files, [None, None, "cr_test"], "m")
 
 
 @pytest.fixture(scope="module")
