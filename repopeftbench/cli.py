@@ -281,7 +281,8 @@ def make_parser() -> argparse.ArgumentParser:
     cp.add_argument("run_a")
     cp.add_argument("run_b")
     cp.add_argument("--dataset", required=True)
-    cp.add_argument("--metric", default="em", choices=["em", "paper_em", "strict_em", "edit_sim"])
+    cp.add_argument("--metric", default="em",
+                    choices=["em", "paper_em", "strict_em", "edit_sim", "paper_edit_sim"])
     cp.set_defaults(func=cmd_compare)
 
     d = sub.add_parser("demo", help="build a small benchmark, evaluate, write the leaderboard",

@@ -37,29 +37,56 @@ def clean_prediction(raw: str, reference: str | None = None) -> str:
 
 # --------------------------------------------------------------------- published scorer
 
+# The published scorer removes exactly these three; other special tokens stay (and fail).
+PAPER_FIM_TOKENS = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+
+
+def paper_drop_fim(text: str) -> str:
+    """Step 1: remove the three FIM tokens, then strip surrounding whitespace."""
+    for tok in PAPER_FIM_TOKENS:
+        text = text.replace(tok, "")
+    return text.strip()
+
+
 def paper_cut_comment(text: str) -> str:
-    """Everything from the first ``#`` of each line is a comment (even inside strings)."""
-    return "\n".join(line.split("#", 1)[0] for line in text.split("\n"))
+    """Step 3: cut at the first ``#`` anywhere in the text (inside a string literal too, and
+    every later line goes with it), then strip."""
+    return text.split("#", 1)[0].strip()
+
+
+def paper_clean(prediction: str, reference: str) -> tuple[str, str]:
+    """Steps 1-4 of the published scorer: (cleaned prediction, comment-cut reference)."""
+    pred = paper_drop_fim(prediction)
+    if "\n" not in reference and "\n" in pred:
+        pred = first_line(pred)
+    pred, ref = paper_cut_comment(pred), paper_cut_comment(reference)
+    if ref:
+        if "," not in ref and "," in pred:
+            pred = pred.split(",", 1)[0].strip()
+        words = pred.split()
+        if len(ref.split()) == 1 and len(words) > 1:
+            pred = words[0]
+    return pred.strip(), ref
 
 
 def paper_normalise(text: str) -> str:
+    """Step 5: strip, drop trailing ``:``/``,``/blanks, ``", "`` and then ``" ,"`` become
+    ``","``, whitespace runs become one space."""
     text = text.strip().rstrip(":, \t")
-    text = text.replace(", ", ",")
+    text = text.replace(", ", ",").replace(" ,", ",")
     return _WS.sub(" ", text)
 
 
 def paper_em(prediction: str, reference: str) -> bool:
-    """The published lenient exact match, literally."""
-    pred = drop_fim(prediction)
-    if "\n" not in reference:
-        pred = first_line(pred)
-    pred, ref = paper_cut_comment(pred), paper_cut_comment(reference)
-    if "," not in reference:
-        pred = pred.split(",", 1)[0]
-    if len(reference.split()) == 1:
-        words = pred.split()
-        pred = words[0] if words else ""
+    """The published lenient exact match, literally (SPEC section 8), quirks included."""
+    pred, ref = paper_clean(prediction, reference)
     return paper_normalise(pred) == paper_normalise(ref)
+
+
+def paper_edit_sim(prediction: str, reference: str) -> float:
+    """The published EditSim: difflib ratio of the cleaned prediction and the cut reference."""
+    pred, ref = paper_clean(prediction, reference)
+    return difflib.SequenceMatcher(None, pred, ref).ratio()
 
 
 # --------------------------------------------------------------------- string-aware scorer
@@ -175,7 +202,8 @@ def edit_similarity(prediction: str, reference: str) -> float:
                                    reference.strip(), autojunk=False).ratio()
 
 
-METRICS = {"em": em, "paper_em": paper_em, "strict_em": strict_em, "edit_sim": edit_similarity}
+METRICS = {"em": em, "paper_em": paper_em, "strict_em": strict_em, "edit_sim": edit_similarity,
+           "paper_edit_sim": paper_edit_sim}
 
 
 def score_one(prediction: str, reference: str) -> dict[str, float]:

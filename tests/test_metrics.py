@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from repopeftbench.metrics import (clean_prediction, cut_at_comma, cut_comment, drop_fim,
+                                   paper_cut_comment, paper_edit_sim, paper_normalise,
                                    edit_similarity, em, normalise, paper_em, strict_em,
                                    top_level_tokens)
 
@@ -85,3 +86,38 @@ def test_strict_and_edit_similarity():
     assert edit_similarity("abcd", "abcd") == 1.0
     assert edit_similarity("", "abcd") == 0.0
     assert edit_similarity("abcx", "abcd") == pytest.approx(0.75)
+
+
+# ------------------------------------------- the published scorer on the cases where we differed
+
+def test_paper_strips_before_taking_the_first_line():
+    assert paper_em("\n\n3", "3")
+    assert paper_em("  \n  foo(1)  \nbar", "foo(1)")
+
+
+def test_paper_removes_only_three_fim_tokens():
+    assert paper_em("<|fim_prefix|>4<|fim_suffix|>2<|fim_middle|>", "42")
+    for token in ("<|endoftext|>", "<|fim_pad|>", "<|file_sep|>"):
+        assert not paper_em(f"42{token}", "42")
+        assert em(f"42{token}", "42")  # ours drops every FIM/end token
+
+
+def test_paper_normalises_a_space_before_a_comma():
+    assert paper_em("a,b", "a , b") and paper_em("f(a , b)", "f(a, b)")
+    assert not paper_em("a , b", "a,b")                # a one-token reference keeps "a"
+    assert paper_normalise("x , y, z") == "x,y,z"
+
+
+def test_paper_cuts_comments_at_the_first_hash_of_the_whole_text():
+    assert paper_cut_comment("x  # c\ny") == "x"
+    assert paper_em("x\nq", "x  # c\ny")               # the reference's later lines are gone
+    assert not paper_em("f(a)  # why\n", "f(b)")
+    assert paper_em("anything", "# only a comment") is False
+    assert paper_em("", "# only a comment")             # an empty cut reference skips step 4
+
+
+def test_paper_edit_sim_uses_the_cleaned_prediction_and_cut_reference():
+    assert paper_edit_sim("42  # the answer", "42") == 1.0
+    assert paper_edit_sim("foo, 'msg')", "foo") == 1.0
+    assert paper_edit_sim("ab", "ac  # comment") == 0.5
+    assert edit_similarity("ab", "ac  # comment") < 0.5   # ours compares the raw strings
