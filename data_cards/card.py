@@ -1,40 +1,56 @@
 """Render the dataset card (the output directory's README.md) from a build."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from string import Template
 
 import pyarrow.parquet as pq
 
 from repopeftbench import __version__
-from repopeftbench.io import canonical_json, sha256_text
+from repopeftbench.io import canonical_json, sha256_file, sha256_text
 from repopeftbench.schema import FILE_SPLITS, SCHEMA_VERSION, SINGLE_FILE_TABLES, table_path
 from repopeftbench.stats import compute_stats, format_stats, markdown_table
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def yaml_header(split_sizes: dict[str, dict[str, int]]) -> str:
-    """Hugging Face dataset-card YAML declaring one config per table (non-empty splits only)."""
+def content_version(out_dir: Path, paths: list[str]) -> str:
+    """A version string that changes whenever the files' content does.
+
+    ``datasets`` caches a local folder under (folder name, config, version); without a
+    content-derived version, loading another benchmark in a folder of the same name, or a
+    rebuilt one, would return the cached rows of the first.
+    """
+    h = hashlib.sha256()
+    for rel in paths:
+        h.update(f"{rel}\0{sha256_file(out_dir / rel)}\n".encode())
+    return f"{SCHEMA_VERSION.split('.')[0]}.0.{int(h.hexdigest()[:12], 16)}"
+
+
+def yaml_header(out_dir: Path, split_sizes: dict[str, dict[str, int]]) -> str:
+    """Hugging Face dataset-card YAML declaring one config per table (non-empty splits only),
+    each with a content-derived version."""
     lines = ["license: other", "pretty_name: RepoPeftBench", "task_categories:",
              "- text-generation", "tags:", "- code", "- python", "configs:"]
-    first = True
+    configs: list[tuple[str, list[tuple[str, str]]]] = []
     for table, sizes in split_sizes.items():
-        present = [s for s in FILE_SPLITS if sizes.get(s)]
-        if not present:
+        if table in SINGLE_FILE_TABLES:
             continue
-        lines.append(f"- config_name: {table}")
-        if first:
-            lines.append("  default: true")
-            first = False
-        lines.append("  data_files:")
-        for split in present:
-            lines += [f"  - split: {split}", f"    path: {table}/{split}.parquet"]
+        present = [(s, table_path(table, s)) for s in FILE_SPLITS if sizes.get(s)]
+        if present:
+            configs.append((table, present))
     for table in SINGLE_FILE_TABLES:
-        if table == "context" and not split_sizes.get("context", {}).get("context"):
-            continue
-        lines += [f"- config_name: {table}", "  data_files:", f"  - split: {table}",
-                  f"    path: {table_path(table)}"]
+        if (out_dir / table_path(table)).exists():
+            configs.append((table, [(table, table_path(table))]))
+    for i, (table, files) in enumerate(configs):
+        lines.append(f"- config_name: {table}")
+        if i == 0:
+            lines.append("  default: true")
+        lines.append(f"  version: {content_version(out_dir, [p for _, p in files])}")
+        lines.append("  data_files:")
+        for split, path in files:
+            lines += [f"  - split: {split}", f"    path: {path}"]
     return "\n".join(lines)
 
 
@@ -59,10 +75,8 @@ def render_card(out_dir: Path, config: dict, report: dict) -> str:
     """The card of a build, from its configuration (``BuildConfig.to_dict()``) and report."""
     template = Template((TEMPLATES / "dataset_card.md").read_text())
     st, ev = config["static"], config["evolution"]
-    sizes = dict(report["split_sizes"])
-    sizes["context"] = {"context": report.get("n_context_files", 0)}
     return template.substitute(
-        yaml_header=yaml_header(sizes), n_repos_ok=report["n_repos_ok"],
+        yaml_header=yaml_header(out_dir, report["split_sizes"]), n_repos_ok=report["n_repos_ok"],
         version=__version__, schema_version=SCHEMA_VERSION,
         config_hash=sha256_text(canonical_json(config))[:16],
         tracks=", ".join(sorted(config["tracks"])),

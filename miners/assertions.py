@@ -19,7 +19,9 @@ MOCK_ASSERTS = frozenset({
     "assert_any_call", "assert_has_calls", "assert_not_called", "assert_awaited",
     "assert_awaited_once", "assert_awaited_with", "assert_awaited_once_with",
     "assert_any_await", "assert_has_awaits", "assert_not_awaited"})
-_NOT_ARGS = frozenset({"keyword_argument", "comment", "dictionary_splat"})
+# Nodes that are never an operand or an argument: comments and backslash continuations.
+_EXTRAS = frozenset({"comment", "line_continuation"})
+_NOT_ARGS = frozenset({"keyword_argument", "dictionary_splat"}) | _EXTRAS
 _SCOPES = frozenset({"function_definition", "class_definition"})
 
 
@@ -71,7 +73,7 @@ class Candidate:
 
 
 def _named(node: Node) -> list[Node]:
-    return [c for c in node.named_children if c.type != "comment"]
+    return [c for c in node.named_children if c.type not in _EXTRAS]
 
 
 def _callee_name(call: Node) -> tuple[str | None, Node | None]:
@@ -103,9 +105,9 @@ def _from_arg(family: str, arglist: Node, args: list[Node], index: int) -> Candi
 
 def _whole_args(family: str, call: Node) -> Candidate | None:
     arglist, args = _args(call)
-    if arglist is None or not arglist.named_children:
+    if arglist is None or not _named(arglist):
         return None
-    first = next((a for a in arglist.named_children if a.type != "comment"), None)
+    first = next((a for a in arglist.named_children if a.type not in _EXTRAS), None)
     if first is None:
         return None
     main = args[0] if args else first

@@ -1,7 +1,7 @@
 """``repopeftbench build``: repository list -> mined, split, documented Parquet tables.
 
 Each repository is mined in a worker process (``worker.py``); its result is written
-atomically to ``OUT/.work/`` as soon as it is done, so a build that is interrupted
+atomically to the work directory (``.OUT.work/`` beside ``OUT``) as soon as it is done, so a build that is interrupted
 (even by SIGKILL) resumes where it stopped and ends with files identical to an
 uninterrupted build. A repository that fails is recorded with its reason and the
 build goes on. ``assemble.py`` then turns per-repository results into the tables. Every build also
@@ -66,17 +66,28 @@ def _run_pool(specs: list[RepoSpec], config: BuildConfig, work_root: Path, cache
     return results
 
 
+def default_work_dir(out_dir: str | Path) -> Path:
+    """Where a build keeps its resume state and clones: beside the output directory (a
+    hidden ``.<name>.work``), so the published directory holds only the benchmark."""
+    out = Path(out_dir).absolute()
+    return out.parent / f".{out.name}.work"
+
+
 def build(repos_file: str | Path, out_dir: str | Path, config: BuildConfig | None = None,
           workers: int = 1, cache_dir: str | Path | None = None, refresh: bool = False,
-          progress: bool = True) -> BuildSummary:
-    """Build the benchmark tables for ``repos_file`` into ``out_dir``."""
+          progress: bool = True, work_dir: str | Path | None = None) -> BuildSummary:
+    """Build the benchmark tables for ``repos_file`` into ``out_dir``.
+
+    Per-repository results go to ``work_dir/parts`` (default: ``default_work_dir``), remote
+    clones to ``cache_dir`` (default: ``work_dir/repos``)."""
     config = config or BuildConfig()
     out_dir = Path(out_dir)
     specs, bad_rows = read_repo_list(repos_file)
-    work_root = out_dir / ".work"
+    work = Path(work_dir) if work_dir is not None else default_work_dir(out_dir)
+    work_root = work / "parts"
     for part in parts_of(config):
         (work_root / part).mkdir(parents=True, exist_ok=True)
-    cache = Path(cache_dir) if cache_dir else out_dir / ".cache" / "repos"
+    cache = Path(cache_dir) if cache_dir else work / "repos"
     results = _run_pool(specs, config, work_root, cache, workers, refresh, progress)
     return assemble(specs, bad_rows, results, config, work_root, out_dir, Path(repos_file))
 

@@ -12,7 +12,9 @@ from typing import Callable, Sequence, TypeVar
 from repopeftbench.reasons import Reason
 from repopeftbench.schema import TARGET_TYPES
 
-_PUNCT = set(string.punctuation) | set(string.whitespace)
+# "Punctuation-only" targets: brackets, commas and whitespace, nothing else (a string or
+# set literal of punctuation, such as {"-", "~"}, is a real target).
+_PUNCT = set("()[]{},") | set(string.whitespace)
 
 
 def target_reason(in_function: bool, target: str, max_target_chars: int) -> Reason | None:

@@ -41,10 +41,26 @@ def _name(defn: Node) -> str:
     return name.text.decode(errors="replace") if name is not None else ""
 
 
+def _decorator_name(decorator: Node) -> str:
+    """The last name of a decorator's callee: ``fixture`` for ``@pytest.fixture(scope=...)``."""
+    expr = next((c for c in decorator.named_children if c.type != "comment"), None)
+    if expr is not None and expr.type == "call":
+        expr = expr.child_by_field_name("function")
+    if expr is not None and expr.type == "attribute":
+        expr = expr.child_by_field_name("attribute")
+    return expr.text.decode(errors="replace") if expr is not None and expr.type == "identifier" else ""
+
+
 def _is_fixture(top: Node) -> bool:
+    """Decorated with ``fixture`` (``@pytest.fixture``, ``@pytest_asyncio.fixture``, ...);
+    ``@pytest.mark.usefixtures(...)`` marks a test, not a fixture."""
     if top.type != "decorated_definition":
         return False
-    return any(b"fixture" in d.text for d in top.children if d.type == "decorator")
+    return any(_decorator_name(d) == "fixture" for d in top.children if d.type == "decorator")
+
+
+def _is_test_name(name: str) -> bool:
+    return name.startswith("test")
 
 
 def _rows(node: Node) -> range:
@@ -66,8 +82,22 @@ def _class_header_rows(cls_top: Node, cls: Node) -> range:
 class _Member:
     start_byte: int
     def_id: int | None  # id of the class/function definition, if the member is one
-    rows: range
+    rows: tuple[int, ...]
     when: str  # "before": shown when it precedes the test; "always"; "never"
+
+
+def _helper_class_rows(top: Node, cls: Node) -> tuple[int, ...]:
+    """A module-level helper class (a mixin, say) without its test methods: its header, its
+    attributes and its other methods."""
+    rows = set(_class_header_rows(top, cls))
+    body = cls.child_by_field_name("body")
+    for member in (body.named_children if body is not None else []):
+        defn = _unwrap(member)
+        if defn.type == "function_definition" and _is_test_name(_name(defn)) \
+                and not _is_fixture(member):
+            continue
+        rows.update(_rows(member))
+    return tuple(sorted(rows))
 
 
 def _describe(members: list[Node], in_class: bool) -> list[_Member]:
@@ -78,19 +108,22 @@ def _describe(members: list[Node], in_class: bool) -> list[_Member]:
             continue
         defn = _unwrap(member)
         if defn.type not in _DEFS:
-            out.append(_Member(member.start_byte, None, _rows(member), "before"))
+            out.append(_Member(member.start_byte, None, tuple(_rows(member)), "before"))
             continue
         name = _name(defn)
+        rows = tuple(_rows(member))
         if defn.type == "function_definition":
             if in_class and name in SETUP_METHODS:
                 when = "always"
-            elif _is_fixture(member) or not name.startswith("test"):
+            elif _is_fixture(member) or not _is_test_name(name):
                 when = "before"
             else:
                 when = "never"
-        else:  # classes: module-level helper classes only
-            when = "before" if not in_class and not name.startswith("Test") else "never"
-        out.append(_Member(member.start_byte, defn.id, _rows(member), when))
+        elif not in_class and not name.startswith("Test"):  # module-level helper classes
+            when, rows = "before", _helper_class_rows(member, defn)
+        else:
+            when = "never"
+        out.append(_Member(member.start_byte, defn.id, rows, when))
     return out
 
 

@@ -37,7 +37,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     summary = build(args.repos, args.out, config, workers=args.workers, cache_dir=args.cache_dir,
-                    refresh=args.refresh, progress=not args.no_progress)
+                    refresh=args.refresh, progress=not args.no_progress, work_dir=args.work_dir)
     print(format_summary(summary))
     if summary.n_ok == 0:
         print("error: no repository gave tasks", file=sys.stderr)
@@ -200,7 +200,10 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--cutoff", default=None, help="ISO date: in-distribution histories end here; "
                    "repositories created later are out-of-distribution (ood)")
     b.add_argument("--cache-dir", default=None,
-                   help="where remote repositories are cloned (default: OUT/.cache/repos)")
+                   help="where remote repositories are cloned (default: WORK_DIR/repos)")
+    b.add_argument("--work-dir", default=None,
+                   help="resume state and clones, kept out of the published directory "
+                        "(default: .OUT.work beside OUT)")
     b.add_argument("--refresh", action="store_true", help="fetch new commits into cached clones")
     b.add_argument("--max-file-bytes", type=_positive_int, default=1_000_000,
                    help="skip test files larger than this (default: 1000000)")

@@ -15,6 +15,19 @@ PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, row_group_size=1
                        use_dictionary=True, write_statistics=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Give a finished temporary file the mode of a normally created one (0644 under a 022
+    umask; ``mkstemp`` makes it 0600) and rename it into place."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
     path = Path(path)
@@ -25,7 +38,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -59,7 +72,7 @@ def write_parquet(path: str | os.PathLike, table: pa.Table) -> None:
         pq.write_table(table, tmp, **PARQUET_OPTIONS)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -114,7 +127,7 @@ class SplitWriter:
             if split in self._writers:
                 writer, tmp = self._writers.pop(split)
                 writer.close()
-                os.replace(tmp, final)
+                publish(tmp, final)
             else:
                 final.unlink(missing_ok=True)
         return dict(self.sizes)

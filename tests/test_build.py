@@ -68,7 +68,7 @@ def tree_fingerprint(path: Path) -> dict[str, str]:
 
 def output_files(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and not str(p.relative_to(out)).startswith((".work", ".cache"))}
+            if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -210,11 +210,11 @@ def test_resume_after_sigkill_matches_clean_build(tmp_path, repos):
            "--out", str(out), "--workers", "1", "--no-progress", "--tracks", "static,evolution"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while time.time() < deadline and len(list((out / ".work").rglob("*.json"))) < 2:
+    while time.time() < deadline and len(list((out.parent / ".killed.work").rglob("*.json"))) < 2:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_at_kill = sum(1 for p in (out / ".work").rglob("*.json") if not p.name.endswith(".state.json"))
+    done_at_kill = sum(1 for p in (out.parent / ".killed.work").rglob("*.json") if not p.name.endswith(".state.json"))
     assert 2 <= done_at_kill < 8 * 3 and not (out / "manifest.json").exists()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert output_files(out) == output_files(clean)
@@ -245,3 +245,44 @@ def test_cutoff_truncates_history_and_marks_late_repos_ood(tmp_path, repos):
     assert repos_table["c/good"]["created_at"] == "2024-01-01T00:00:00Z"
     assert repos_table["c/late"]["cross_repo_split"] == "ood"
     assert repos_table["c/late"]["commit_sha"] == git(repos["good"], "rev-parse", "HEAD").strip()
+
+
+def test_load_dataset_sees_new_content_of_another_or_the_same_folder(tmp_path, repos):
+    datasets = pytest.importorskip("datasets")
+    cache = str(tmp_path / "hf")  # shared, as the default ~/.cache/huggingface would be
+    sizes = {}
+    for name, keys in (("x", ["good"]), ("y", ["good", "badfiles"])):
+        lst = tmp_path / f"{name}.jsonl"
+        lst.write_text("".join(json.dumps({"repo_id": f"{name}/{k}", "url": str(repos[k]),
+                                           "split": "cr_test"}) + "\n" for k in keys))
+        summary = build(lst, tmp_path / name / "bench", CONFIG, workers=1, progress=False)
+        sizes[name] = summary.split_sizes["static"]["test_cross_repo"]
+    assert sizes["x"] != sizes["y"]
+    for name in ("x", "y", "x"):
+        ds = datasets.load_dataset(str(tmp_path / name / "bench"), "static", cache_dir=cache)
+        assert len(ds["test_cross_repo"]) == sizes[name]
+        assert {r.split("/")[0] for r in ds["test_cross_repo"]["repo_id"]} == {name}
+    # rebuilt in place with other content: the new rows, not the cached ones
+    lst = tmp_path / "x2.jsonl"
+    lst.write_text(json.dumps({"repo_id": "z/other", "url": str(repos["badfiles"]),
+                               "split": "cr_test"}) + "\n")
+    shutil.rmtree(tmp_path / "x" / "bench")
+    build(lst, tmp_path / "x" / "bench", CONFIG, workers=1, progress=False)
+    ds = datasets.load_dataset(str(tmp_path / "x" / "bench"), "static", cache_dir=cache)
+    assert set(ds["test_cross_repo"]["repo_id"]) == {"z/other"}
+
+
+def test_output_files_have_the_usual_mode(tmp_path, repos):
+    import stat
+    repo_list = write_list(tmp_path / "repos.jsonl", repos)
+    out = tmp_path / "out"
+    build(repo_list, out, CONFIG, workers=1, progress=False)
+    mask = os.umask(0)
+    os.umask(mask)
+    files = list(json.loads((out / "manifest.json").read_text())["files"]) + ["manifest.json"]
+    assert len(files) > 5
+    for rel in files:
+        assert stat.S_IMODE((out / rel).stat().st_mode) == 0o666 & ~mask, rel
+    # resume state and clones live beside the published directory, not in it
+    assert not [p for p in out.rglob(".*")]
+    assert (tmp_path / ".out.work" / "parts" / "static").is_dir()

@@ -143,7 +143,7 @@ def _evo_list(tmp_path: Path, repo: Path, n: int = 1) -> Path:
 
 def _tables(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and not str(p.relative_to(out)).startswith((".work", ".cache"))}
+            if p.is_file()}
 
 
 def test_build_evolution_splits_and_datasets(tmp_path, scripted):
@@ -178,7 +178,7 @@ def test_incremental_update_equals_from_scratch(tmp_path):
     git(repo, "branch", "-f", "main", shas["fix"])
     git(repo, "checkout", "-q", "main")
     build(lst, inc, config, progress=False)
-    n_before = json.loads((inc / ".work/evolution").glob("*.state.json").__next__().read_text())["n_commits"]
+    n_before = json.loads((inc.parent / f".{inc.name}.work/parts/evolution").glob("*.state.json").__next__().read_text())["n_commits"]
     git(repo, "reset", "-q", "--hard", shas["merge"])
     build(lst, inc, config, progress=False)
     scratch = tmp_path / "scratch"

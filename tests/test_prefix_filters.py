@@ -103,7 +103,8 @@ def test_prefix_cap_keeps_last_lines():
 def test_each_filter_reason_is_counted():
     src = ("assert top == 10\n"                       # module_level
            "def test_f():\n"
-           "    assert a == ''\n"                     # empty_target (punctuation only)
+           "    assert a == ()\n"                     # empty_target (brackets only)
+           "    assert e == ''\n"                     # kept: an empty string is a real target
            "    assert b == 7\n"                      # one_char_target
            "    assert c == 'x' * 600\n"              # kept (target short: "'x' * 600")
            "    assert d == '" + "y" * 501 + "'\n"    # target_too_long
@@ -111,7 +112,7 @@ def test_each_filter_reason_is_counted():
            )
     src = src.replace("    f((,))\n", "")
     rows, counts = mine(src)
-    assert [r["target"] for r in rows] == ["'x' * 600"]
+    assert [r["target"] for r in rows] == ["''", "'x' * 600"]
     assert counts == Counter({"module_level": 1, "empty_target": 1, "one_char_target": 1,
                               "target_too_long": 1})
 
@@ -164,3 +165,63 @@ def test_fixture_named_test_is_kept_as_helper_and_later_helpers_are_not():
                "def test_it(test_data):\n    assert test_data == 11\ndef later():\n    pass\n")
     assert row["prefix"] == ("import pytest\n@pytest.fixture\ndef test_data():\n    return 1\n"
                              "def test_it(test_data):\n    assert test_data == ")
+
+
+# --------------------------------------------------- regressions found on real repositories
+
+def test_punctuation_filter_keeps_string_and_set_literals_of_punctuation():
+    assert filter_reason(True, "p", '{"-", "--", "~"}', 500) is None
+    assert filter_reason(True, "p", "'?!'", 500) is None
+    assert filter_reason(True, "p", "...", 500) is None
+    assert filter_reason(True, "p", "([], {})", 500) == "empty_target"
+    assert filter_reason(True, "p", " ,) ", 500) == "empty_target"
+
+
+def test_backslash_continuation_is_not_an_operand():
+    src = ("def test_c(self):\n"
+           "    assert value == \\\n"
+           "        compute(3)\n"
+           "    self.assertEqual(first, \\\n"
+           "                     second)\n"
+           "    with pytest.raises(\\\n"
+           "            KeyError):\n"
+           "        pass\n")
+    rows, counts = mine(src)
+    assert [(r["assertion_type"], r["target"]) for r in rows] == [
+        ("assert", "compute(3)"), ("unittest", "second)"), ("raises", "KeyError)")]
+    assert rows[0]["prefix"].endswith("    assert value == \\\n        ")
+    assert rows[1]["prefix"].endswith("    self.assertEqual(first, \\\n                     ")
+    assert not +counts
+
+
+def test_usefixtures_marks_a_test_not_a_fixture():
+    src = ("import pytest\n\n\n"
+           "@pytest.fixture(scope='module')\n"
+           "def db():\n"
+           "    return {}\n\n\n"
+           "@pytest.mark.usefixtures('db')\n"
+           "def test_first():\n"
+           "    assert secret_value() == 'first body'\n\n\n"
+           "def test_second():\n"
+           "    assert other() == 'second'\n")
+    rows, _ = mine(src)
+    second = next(r for r in rows if r["test_function"] == "test_second")
+    assert second["prefix"] == ("import pytest\n@pytest.fixture(scope='module')\ndef db():\n"
+                                "    return {}\ndef test_second():\n    assert other() == ")
+
+
+def test_module_level_mixin_keeps_helpers_and_drops_its_tests():
+    src = ("class CheckMixin:\n"
+           "    limit = 3\n\n"
+           "    def check(self, x):\n"
+           "        return x < self.limit\n\n"
+           "    def test_in_mixin(self):\n"
+           "        assert self.check(1) is True\n\n\n"
+           "class TestThing(CheckMixin):\n"
+           "    def test_thing(self):\n"
+           "        assert self.check(2) == flag\n")
+    rows, _ = mine(src)
+    thing = next(r for r in rows if r["test_function"] == "test_thing")
+    assert thing["prefix"] == ("class CheckMixin:\n    limit = 3\n    def check(self, x):\n"
+                               "        return x < self.limit\nclass TestThing(CheckMixin):\n"
+                               "    def test_thing(self):\n        assert self.check(2) == ")
