@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 
 from repopeftbench import __version__
 from repopeftbench.io import canonical_json, sha256_file, sha256_text
-from repopeftbench.schema import FILE_SPLITS, SCHEMA_VERSION, SINGLE_FILE_TABLES, table_path
+from repopeftbench.schema import (COLUMN_DOCS, FILE_SPLITS, SCHEMA_VERSION, SINGLE_FILE_TABLES,
+                                  TABLES, table_path)
 from repopeftbench.stats import compute_stats, format_stats, markdown_table
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -54,9 +55,26 @@ def yaml_header(out_dir: Path, split_sizes: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
+def _public_url(url: str) -> str:
+    """A remote URL as it is; a local path is not shown (it only means something on the
+    build machine)."""
+    return url if "://" in url or url.startswith("git@") else "(local copy)"
+
+
+def columns_section() -> str:
+    """One table per Parquet table: every column, its type and meaning."""
+    parts = []
+    for table, schema in TABLES.items():
+        docs = COLUMN_DOCS[table]
+        parts.append(f"`{table}`:\n\n" + markdown_table(
+            ["column", "type", "meaning"],
+            [[f"`{f.name}`", str(f.type), docs[f.name]] for f in schema]))
+    return "\n\n".join(parts)
+
+
 def _sources(out_dir: Path) -> str:
     repos = pq.read_table(out_dir / "repos.parquet").to_pylist()
-    rows = [[r["repo_id"], r["url"], r["license"] or "unknown",
+    rows = [[r["repo_id"], _public_url(r["url"]), r["license"] or "unknown",
              r["stars"] if r["stars"] is not None else "-", (r["commit_sha"] or "-")[:12],
              r["cross_repo_split"], r["n_tasks"], r["n_kept_commits"], r["n_evolution_tasks"],
              r["status"]] for r in repos]
@@ -81,7 +99,7 @@ def render_card(out_dir: Path, config: dict, report: dict) -> str:
         config_hash=sha256_text(canonical_json(config))[:16],
         tracks=", ".join(sorted(config["tracks"])),
         cutoff_note=f", {config['cutoff']}" if config["cutoff"] else "; no cutoff was set",
-        statistics=format_stats(compute_stats(out_dir)), sources=_sources(out_dir),
+        statistics=format_stats(compute_stats(out_dir)), columns=columns_section(), sources=_sources(out_dir),
         failures=_failures(report), max_target_chars=st["max_target_chars"],
         cap_per_function=st["cap_per_function"], cap_per_file=st["cap_per_file"],
         cap_per_repo=st["cap_per_repo"], prefix_max_lines=st["prefix_max_lines"],

@@ -115,6 +115,65 @@ CONTEXT = _schema([
 TABLES: dict[str, pa.Schema] = {"repos": REPOS, "static": STATIC, "commits": COMMITS,
                                 "evolution": EVOLUTION, "context": CONTEXT}
 
+# What every column means (the data card prints these; a test checks none is missing).
+_TASK_COMMON = {
+    "task_id": "stable id: hash of repository, file, class, function, family, target "
+               "(and commit, on the evolution track)",
+    "repo_id": "repository id from the list (usually owner/name)",
+    "commit_sha": "commit the task was read at",
+    "test_file": "path of the test file in the repository",
+    "lineno": "1-based line where the target starts",
+    "col_offset": "byte column where the target starts",
+    "assertion_type": "family: assert, unittest, raises, approx or numpy",
+    "target_type": "numeric, string, bool_none, variable, collection, call or complex",
+    "test_class": "enclosing class(es), dotted when nested; null for a module-level test",
+    "test_function": "enclosing test function (the outermost function)",
+    "target": "what the model must produce, flattened to one line",
+    "cross_repo_split": "repository-level split: train, cr_val, cr_test or ood",
+    "in_repo_split": "split within the repository: train, val or test",
+}
+COLUMN_DOCS: dict[str, dict[str, str]] = {
+    "repos": {
+        "repo_id": _TASK_COMMON["repo_id"],
+        "url": "where it was read from (a remote URL, or a local path on the build machine)",
+        "commit_sha": "static snapshot (the last commit before the cutoff, or the pinned one)",
+        "commit_timestamp": "committer time of the snapshot, UTC seconds",
+        "license": "licence from the list", "stars": "stars from the list",
+        "created_at": "creation date (from the list, else the root commit)",
+        "cross_repo_split": _TASK_COMMON["cross_repo_split"],
+        "status": "ok when at least one track gave tasks, else failed",
+        "failure_reason": "why a track gave no tasks",
+        "n_test_files": "test files at the snapshot", "n_tasks": "static tasks",
+        "n_commits": "first-parent commits replayed", "n_kept_commits": "commits kept",
+        "n_evolution_tasks": "evolution tasks after the caps",
+    },
+    "static": {**_TASK_COMMON,
+               "commit_idx": "first-parent position of the snapshot (0 = root commit)",
+               "byte_offset": "byte offset of the cut in the file",
+               "prefix": "structured prefix: imports and module statements, class set-up, "
+                         "helpers and fixtures, the test function up to the cut"},
+    "commits": {
+        "repo_id": _TASK_COMMON["repo_id"], "cross_repo_split": _TASK_COMMON["cross_repo_split"],
+        "commit_index": "first-parent position of the commit (0 = root commit)",
+        "commit_sha": "the kept commit", "commit_timestamp": "committer time, UTC seconds",
+        "author_timestamp": "author time, UTC seconds",
+        "in_repo_split": "chronological split of the repository's kept commits",
+        "production_code_diff": "unified diff of non-test .py/.md/.rst files since the previous "
+                                "kept commit (the empty tree for the first)",
+        "n_new_assertions": "assertion events of the commit (added + modified)",
+        "n_added_assertions": "assertions added", "n_modified_assertions": "assertions changed "
+                                                                           "in place",
+    },
+    "evolution": {**_TASK_COMMON,
+                  "commit_index": "first-parent position of the commit",
+                  "event": "added or modified",
+                  "prefix": "the whole test file at that commit, up to the cut"},
+    "context": {
+        "repo_id": _TASK_COMMON["repo_id"], "commit_sha": "the static snapshot commit",
+        "path": "file path", "size": "bytes", "content": "file text (UTF-8)",
+    },
+}
+
 # Tables of tasks (what methods are evaluated on) and tables stored per file split.
 TASK_TABLES = ("static", "evolution")
 SPLIT_TABLES = ("static", "evolution", "commits")

@@ -135,8 +135,10 @@ def format_stats(stats: dict) -> str:
     if stats["evolution"]:
         parts += _format_tasks("Evolution track", stats["evolution"])
         c = stats["commits"]
-        parts += [f"## Kept commits: {c['n_commits']} ({c['added_assertions']} assertions added, "
-                  f"{c['modified_assertions']} modified; tasks by event: {c['events']})",
+        events = ", ".join(f"{n} {e}" for e, n in sorted(c["events"].items())) or "none"
+        parts += [f"## Kept commits: {c['n_commits']}",
+                  f"{c['added_assertions']} assertions added and {c['modified_assertions']} "
+                  f"modified in kept commits; evolution tasks by event: {events}.",
                   markdown_table(["split", "commits"], [[k, n] for k, n in c["split_sizes"].items()]),
                   _lengths(c, ("commits_per_repo", "kept_ratio", "tasks_per_commit", "diff_bytes"))]
     parts.append("Lexical tokens count identifiers, numbers and punctuation marks; model tokenizers differ.")

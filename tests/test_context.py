@@ -64,3 +64,17 @@ def test_context_table(tmp_path):
     from datasets import load_dataset
     ds = load_dataset(str(out), "context")
     assert sorted(ds["context"]["path"]) == [r["path"] for r in rows]
+
+
+def test_every_column_is_described_in_the_card(tmp_path):
+    from repopeftbench.schema import COLUMN_DOCS, TABLES
+    for table, schema in TABLES.items():
+        assert set(schema.names) == set(COLUMN_DOCS[table]), table
+    repo = _repo(tmp_path)
+    lst = tmp_path / "repos.jsonl"
+    lst.write_text(json.dumps({"repo_id": "t/ctx", "url": str(repo)}) + "\n")
+    build(lst, tmp_path / "bench", BuildConfig(tracks=("static", "evolution")), progress=False)
+    card = (tmp_path / "bench" / "README.md").read_text()
+    assert "`production_code_diff`" in card and "`content`" in card
+    assert str(tmp_path) not in card          # no path of the build machine
+    assert "{'" not in card and "':" not in card.split("## Columns")[1]  # no raw dicts
