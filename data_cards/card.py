@@ -97,7 +97,7 @@ def render_card(out_dir: Path, config: dict, report: dict) -> str:
         yaml_header=yaml_header(out_dir, report["split_sizes"]), n_repos_ok=report["n_repos_ok"],
         version=__version__, schema_version=SCHEMA_VERSION,
         config_hash=sha256_text(canonical_json(config))[:16],
-        tracks=", ".join(sorted(config["tracks"])),
+        tracks=", ".join(sorted(config["tracks"])), profile=config.get("profile", "default"),
         cutoff_note=f", {config['cutoff']}" if config["cutoff"] else "; no cutoff was set",
         statistics=format_stats(compute_stats(out_dir)), columns=columns_section(), sources=_sources(out_dir),
         failures=_failures(report), max_target_chars=st["max_target_chars"],

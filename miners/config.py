@@ -41,6 +41,7 @@ class BuildConfig:
         d["tracks"] = sorted(self.tracks)
         d["in_repo_fractions"] = list(self.in_repo_fractions)
         d["schema_version"] = SCHEMA_VERSION
+        d["profile"] = d["static"].pop("profile")  # the selection profile, recorded on top
         return d
 
     def hash(self) -> str:

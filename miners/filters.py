@@ -17,14 +17,20 @@ from repopeftbench.schema import TARGET_TYPES
 _PUNCT = set("()[]{},") | set(string.whitespace)
 
 
-def target_reason(in_function: bool, target: str, max_target_chars: int) -> Reason | None:
-    """The first filter that rejects a task for its position or target, or None."""
+def target_reason(in_function: bool, target: str, max_target_chars: int,
+                  profile: str = "default") -> Reason | None:
+    """The first filter that rejects a task for its position or target, or None. The
+    ``paper`` profile has no one-character filter and a narrower punctuation filter."""
     if not in_function:
         return Reason.MODULE_LEVEL
-    if not target.strip() or all(ch in _PUNCT for ch in target):
-        return Reason.EMPTY_TARGET
-    if len(target.strip()) == 1:
-        return Reason.ONE_CHAR_TARGET
+    if profile == "paper":
+        if all(ch in ")]} \t\n" for ch in target):
+            return Reason.EMPTY_TARGET
+    else:
+        if not target.strip() or all(ch in _PUNCT for ch in target):
+            return Reason.EMPTY_TARGET
+        if len(target.strip()) == 1:
+            return Reason.ONE_CHAR_TARGET
     if target.lstrip().startswith(","):
         return Reason.LEADING_COMMA
     if len(target) > max_target_chars:

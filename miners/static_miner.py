@@ -15,6 +15,7 @@ from repopeftbench.reasons import Reason
 
 from .filters import apply_caps, prefix_reason, target_reason
 from .git import GitRepo, TreeEntry
+from .paper_profile import PROFILES, paper_balance, path_is_test, text_is_test
 from .prefix import PrefixBuilder
 from .targets import comment_ranges, comments_within, flatten, target_type
 from .testfiles import is_test_file
@@ -33,9 +34,17 @@ class StaticMinerConfig:
     cap_per_function: int = 5
     cap_per_file: int = 20
     cap_per_repo: int = 200
+    profile: str = "default"   # "paper": the published selection (miners/paper_profile.py)
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.profile == "default":
+            del d["profile"]  # the default profile keeps the configuration hash it always had
+        return d
 
 
 @dataclass
@@ -126,18 +135,21 @@ def tasks_in_file(source: bytes, root: Node, path: str, repo_id: str, commit_sha
     """Filtered (not yet capped) tasks of one parsed test file, and the candidate count."""
     rows: list[dict] = []
     seen_targets: set[str] = set()
+    paper = {} if config.profile == "paper" else None  # paper: no dedup here, multi-line kept
     prefixes = PrefixBuilder(source, root, config.prefix_max_lines)
     comments = comment_ranges(root)
     candidates = find_candidates(root)
     for cand in candidates:
         target = flatten(source, cand.cut, cand.end, comments_within(comments, cand.cut, cand.end))
         func = cand.function
-        reason = target_reason(func is not None, target, config.max_target_chars)
+        reason = target_reason(func is not None, target, config.max_target_chars, config.profile)
         prefix = ""
         if reason is None:
             assert func is not None
             prefix = prefixes.prefix(cand)  # only built for tasks that pass the target checks
-            reason = prefix_reason(prefix) or (Reason.DUPLICATE if target in seen_targets else None)
+            reason = prefix_reason(prefix)
+            if reason is None and paper is None and target in seen_targets:
+                reason = Reason.DUPLICATE
         if reason:
             counts[reason] += 1
             continue
@@ -157,6 +169,8 @@ def tasks_in_file(source: bytes, root: Node, path: str, repo_id: str, commit_sha
             "test_class": test_class, "test_function": test_function,
             "prefix": prefix, "target": target,
         })
+        if paper is not None:
+            rows[-1]["_multiline"] = b"\n" in source[cand.cut:cand.end]
     return rows, len(candidates)
 
 
@@ -164,13 +178,15 @@ def mine_static(repo: GitRepo, commit_sha: str, repo_id: str, config: StaticMine
                 commit_idx: int = 0, seed: int = 0) -> StaticResult:
     """Mine the static track of one snapshot: filters and caps applied, rows in file order."""
     parser = make_parser()
-    entries = sorted((e for e in repo.ls_tree(commit_sha) if e.kind == "blob" and is_test_file(e.path)),
-                     key=lambda e: e.path)
+    entries, preread = _test_files(repo, commit_sha, config)
     result = StaticResult(rows=[], n_test_files=len(entries))
     counts = result.filter_counts
     all_rows: list[dict] = []
     for entry in entries:
-        data, reason, detail = read_test_file(repo, entry, config)
+        if entry.path in preread:
+            data, reason, detail = preread[entry.path], None, ""
+        else:
+            data, reason, detail = read_test_file(repo, entry, config)
         if data is None:
             result.file_skips.append((entry.path, f"{reason}: {detail}"))
             counts[reason] += 1
@@ -189,8 +205,35 @@ def mine_static(repo: GitRepo, commit_sha: str, repo_id: str, config: StaticMine
     return result
 
 
+def _test_files(repo: GitRepo, commit_sha: str, config: StaticMinerConfig
+                ) -> tuple[list[TreeEntry], dict[str, bytes]]:
+    """The snapshot's test files in path order, and the files already read to decide it."""
+    blobs = [e for e in repo.ls_tree(commit_sha) if e.kind == "blob"]
+    if config.profile != "paper":
+        return sorted((e for e in blobs if is_test_file(e.path)), key=lambda e: e.path), {}
+    entries, preread = [], {}
+    for e in sorted((e for e in blobs if e.path.endswith(".py")), key=lambda e: e.path):
+        if path_is_test(e.path):
+            entries.append(e)
+            continue
+        data, _, _ = read_test_file(repo, e, config)  # decided by its text
+        if data is not None and text_is_test(data):
+            entries.append(e)
+            preread[e.path] = data
+    return entries, preread
+
+
 def cap_tasks(rows: list[dict], config: StaticMinerConfig, seed: int, counts: Counter) -> list[dict]:
-    """Per-function, then per-file, then per-repository caps, stratified by target type."""
+    """Per-function, then per-file, then per-repository caps, stratified by target type (the
+    ``paper`` profile: the published balancing)."""
+    if config.profile == "paper":
+        kept = paper_balance(rows, config.cap_per_function, config.cap_per_file,
+                             config.cap_per_repo, counts)
+        order = {id(r): i for i, r in enumerate(rows)}
+        kept.sort(key=lambda r: order[id(r)])
+        for r in kept:
+            del r["_multiline"]
+        return kept
     caps = [(Reason.CAP_FUNCTION, lambda r: (r["test_file"], r["test_class"], r["test_function"]),
              config.cap_per_function),
             (Reason.CAP_FILE, lambda r: r["test_file"], config.cap_per_file),

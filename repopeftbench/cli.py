@@ -30,7 +30,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                                      prefix_max_lines=args.prefix_max_lines,
                                      cap_per_function=args.cap_per_function,
                                      cap_per_file=args.cap_per_file,
-                                     cap_per_repo=args.cap_per_repo),
+                                     cap_per_repo=args.cap_per_repo, profile=args.profile),
             evolution=EvolutionMinerConfig(max_file_bytes=args.max_file_bytes,
                                            max_diff_bytes=args.max_diff_bytes),
             context=ContextConfig(max_file_bytes=args.context_max_file_bytes))
@@ -207,6 +207,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--refresh", action="store_true", help="fetch new commits into cached clones")
     b.add_argument("--max-file-bytes", type=_positive_int, default=1_000_000,
                    help="skip test files larger than this (default: 1000000)")
+    b.add_argument("--profile", default="default", choices=["default", "paper"],
+                   help="task selection: ours (default) or the published code's (paper: its "
+                        "test-file detection, filters, caps and balancing)")
     b.add_argument("--prefix-max-lines", type=_positive_int, default=600)
     b.add_argument("--cap-per-function", type=_positive_int, default=5)
     b.add_argument("--cap-per-file", type=_positive_int, default=20)
