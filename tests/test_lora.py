@@ -1,0 +1,113 @@
+"""Per-row LoRA: a batch mixing adapters and base rows gives, row by row, the logits of
+``peft.PeftModel`` with that row's adapter; adapters round-trip through the PEFT files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+peft = pytest.importorskip("peft")
+
+from evaluators.lora.config import LoraSpec  # noqa: E402
+from evaluators.lora.model import LoraAdapter, PerRowLora  # noqa: E402
+from repopeftbench.errors import UserError  # noqa: E402
+
+from conftest import make_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def _peft_adapter(model_dir: Path, out: Path, seed: int, r: int, targets: list[str]) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
+                           LoraConfig(r=r, lora_alpha=2 * r + seed, target_modules=targets,
+                                      init_lora_weights=False))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)
+    model.save_pretrained(out)
+    return out
+
+
+def test_mixed_batch_matches_peft_per_row(tiny, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    all_targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    dirs = [_peft_adapter(tiny, tmp_path / "a0", 0, 4, all_targets),
+            _peft_adapter(tiny, tmp_path / "a1", 1, 8, ["q_proj", "v_proj"]),
+            _peft_adapter(tiny, tmp_path / "a2", 2, 2, ["down_proj", "o_proj"])]
+    adapters = [LoraAdapter.load(d) for d in dirs]
+    rows = [adapters[0], None, adapters[1], adapters[2], adapters[0], None]
+    torch.manual_seed(7)
+    ids = torch.randint(5, 300, (len(rows), 11))
+
+    model = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    lora = PerRowLora(model, LoraSpec(r=8, alpha=16, target_modules=tuple(all_targets)))
+    lora.set_adapters(rows)
+    with torch.no_grad():
+        mixed = model(input_ids=ids).logits
+
+    base = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    with torch.no_grad():
+        plain = base(input_ids=ids).logits
+    for i, a in enumerate(rows):
+        if a is None:
+            torch.testing.assert_close(mixed[i], plain[i], atol=1e-5, rtol=0)
+            continue
+        ref = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny),
+                                        dirs[adapters.index(a)]).eval()
+        with torch.no_grad():
+            want = ref(input_ids=ids[i:i + 1]).logits[0]
+        torch.testing.assert_close(mixed[i], want, atol=1e-5, rtol=0)
+        assert (want - plain[i]).abs().max() > 1e-3  # the adapter does change the logits
+
+    # finished rows leave the batch: the remaining rows keep their own adapters
+    keep = torch.tensor([0, 3])
+    lora.select_rows(keep)
+    with torch.no_grad():
+        again = model(input_ids=ids[keep]).logits
+    torch.testing.assert_close(again, mixed[keep], atol=1e-5, rtol=0)
+
+
+def test_gradients_flow_to_generated_factors(tiny):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    lora = PerRowLora(model, LoraSpec(r=2, alpha=4, target_modules=("q_proj",)))
+    A = {p: torch.randn(3, 2, l.in_features, requires_grad=True) for p, l in lora.layers.items()}
+    B = {p: torch.randn(3, l.out_features, 2, requires_grad=True) for p, l in lora.layers.items()}
+    lora.set_batch(A, B, torch.full((3,), 2.0))
+    model(input_ids=torch.randint(5, 300, (3, 6))).logits.sum().backward()
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in A.values())
+    assert all(b.grad is not None and b.grad.abs().sum() > 0 for b in B.values())
+
+
+def test_round_trip_and_bad_adapters(tiny, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    src = LoraAdapter.load(_peft_adapter(tiny, tmp_path / "a", 3, 4, ["q_proj", "up_proj"]))
+    out = src.save(tmp_path / "copy")
+    again = LoraAdapter.load(out)
+    assert again.spec == src.spec and all(torch.equal(again.A[k], src.A[k]) for k in src.A)
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), out)  # loads
+
+    lora = PerRowLora(AutoModelForCausalLM.from_pretrained(tiny))
+    wrong = LoraAdapter(src.spec, {k: v[:, :-1] for k, v in src.A.items()}, dict(src.B), "wrong")
+    with pytest.raises(UserError, match="another base model"):
+        lora.set_adapters([wrong])
+    alien = LoraAdapter(src.spec, {"model.nope.q_proj": next(iter(src.A.values()))},
+                        {"model.nope.q_proj": next(iter(src.B.values()))}, "alien")
+    with pytest.raises(UserError, match="not a LoRA target of this model"):
+        lora.set_adapters([alien])
+    with pytest.raises(UserError, match="not a PEFT adapter directory"):
+        LoraAdapter.load(tmp_path)
