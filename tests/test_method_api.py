@@ -169,6 +169,12 @@ def test_requests_carry_their_adapter(bench, tiny_model, tmp_path):
     plain = base.generate([t["prefix"] for t in tasks])
     adapted = [preds[t["task_id"]] for t in tasks]
     assert plain != adapted  # the adapters change what the model says
+    # batches of 4 mix both repositories' adapters (per-row LoRA): the same predictions
+    evaluate(bench, "static", "test_in_repo", "adapted-test", str(tiny_model), tmp_path / "run4",
+             generation=GenerationConfig(max_new_tokens=6, batch_size=4), progress=False)
+    mixed = {json.loads(x)["task_id"]: json.loads(x)["raw"]
+             for x in (tmp_path / "run4/predictions.jsonl").read_text().splitlines()[1:]}
+    assert mixed == preds
 
 
 def test_one_line_errors(bench, tmp_path, capsys, monkeypatch):

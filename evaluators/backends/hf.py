@@ -7,10 +7,8 @@ loaded through PEFT, rows without one run on the base model.
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import sys
-import tempfile
 from collections import OrderedDict
 from dataclasses import replace
 
@@ -55,7 +53,8 @@ class HFGenerator:
         return ids[len(ids) - limit:]
 
     @torch.inference_mode()
-    def generate_ids(self, batch: list[list[int]], model=None) -> list[list[int]]:
+    def generate_ids(self, batch: list[list[int]], model=None, adapters: list | None = None,
+                     lora=None) -> list[list[int]]:
         """Greedy continuation ids of each prompt, decoded together from one left-padded batch.
 
         A row leaves the batch (and the KV cache) as soon as it ends its line or emits EOS,
@@ -78,6 +77,8 @@ class HFGenerator:
             stop = torch.cat([stop, torch.tensor([eos], device=self.device)])
         banned = torch.tensor([b[0] for b in self.banned], dtype=torch.long, device=self.device)
         model = model if model is not None else self.model
+        if lora is not None:
+            lora.set_adapters(adapters or [None] * len(batch))   # one adapter per row
         cache = DynamicCache()
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                          use_cache=True, **{self._cache_arg: cache})
@@ -98,6 +99,8 @@ class HFGenerator:
                 break
             if keep.numel() < len(alive):  # finished rows leave the batch and the cache
                 cache.batch_select_indices(keep)
+                if lora is not None:
+                    lora.select_rows(keep)  # ... and so do their adapters
                 mask, next_pos, tokens = mask[keep], next_pos[keep], tokens[keep]
                 alive = [alive[i] for i in keep.tolist()]
             mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
@@ -108,8 +111,9 @@ class HFGenerator:
         return results
 
     def generate(self, prompts: list[str], desc: str = "generating", model=None,
-                 bar: tqdm | None = None) -> list[str]:
-        """Raw continuations (decoded, special tokens skipped), in the order of ``prompts``."""
+                 bar: tqdm | None = None, adapters: list | None = None, lora=None) -> list[str]:
+        """Raw continuations (decoded, special tokens skipped), in the order of ``prompts``;
+        with ``lora``, row i runs with ``adapters[i]`` (rows of any adapters share batches)."""
         encoded = [self.encode(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
         outputs: list[str] = [""] * len(prompts)
@@ -121,27 +125,32 @@ class HFGenerator:
                        file=sys.stderr, leave=False)
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
-            for i, ids in zip(idx, self.generate_ids([encoded[i] for i in idx], model)):
+            row_adapters = [adapters[i] for i in idx] if adapters is not None else None
+            for i, ids in zip(idx, self.generate_ids([encoded[i] for i in idx], model,
+                                                     row_adapters, lora)):
                 outputs[i] = self.tokenizer.decode(ids, skip_special_tokens=True)
             bar.update(len(idx))
         if own_bar:
             bar.close()
+        if lora is not None:
+            lora.clear()
         return outputs
 
 
 class HFBackend(GenerationBackend):
-    """The reference backend: transformers models, LoRA adapters through PEFT."""
+    """The reference backend: transformers models; LoRA adapters applied per row (rows of
+    different adapters, and rows without one, share batches)."""
 
     name = "hf"
-    MAX_LOADED_ADAPTERS = 16
+    MAX_CACHED_ADAPTERS = 64
 
     def __init__(self, model, tokenizer, config: GenerationConfig = GenerationConfig(),
                  progress: bool = True):
         self.generator = HFGenerator(model, tokenizer, config, progress)
         self.model, self.tokenizer = model, tokenizer
         self.progress = progress
-        self._peft = None                      # the PeftModel wrapping ``model``, once needed
-        self._loaded: OrderedDict[str, str] = OrderedDict()   # adapter key -> PEFT name
+        self._lora = None                                      # PerRowLora, once needed
+        self._adapters: OrderedDict[str, object] = OrderedDict()  # key -> LoraAdapter (LRU)
 
     @classmethod
     def load(cls, model_name: str, device: str, config: GenerationConfig,
@@ -150,53 +159,43 @@ class HFBackend(GenerationBackend):
         model, tokenizer, _ = load_model(model_name, device)
         return cls(model, tokenizer, config, progress)
 
-    def _activate(self, key: str, adapter: Adapter):
-        """The PEFT model with ``adapter`` loaded and active (at most MAX_LOADED_ADAPTERS
-        stay loaded; the least recently used is dropped)."""
-        from peft import PeftModel
+    def _adapter(self, key: str, adapter: Adapter):
+        """The adapter as per-row LoRA factors, read once (an LRU of recent adapters)."""
+        from ..lora.model import LoraAdapter
 
-        if key in self._loaded:
-            self._loaded.move_to_end(key)
+        if key in self._adapters:
+            self._adapters.move_to_end(key)
+            return self._adapters[key]
+        if isinstance(adapter, AdapterWeights):
+            loaded = LoraAdapter.from_peft_tensors(adapter.config, adapter.tensors, adapter.name,
+                                                   source=f"adapter {adapter.name!r}")
         else:
-            name = f"a{len(self._loaded)}_{abs(hash(key)) % 10**8}"
-            with contextlib.ExitStack() as stack:
-                path = adapter
-                if isinstance(adapter, AdapterWeights):
-                    from ..lora.peft_format import save_peft_adapter
-                    tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="adapter."))
-                    path = save_peft_adapter(tmp, adapter.config, adapter.tensors)
-                if self._peft is None:
-                    self._peft = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
-                    self._peft.eval()
-                else:
-                    self._peft.load_adapter(str(path), adapter_name=name)
-            self._loaded[key] = name
-            if len(self._loaded) > self.MAX_LOADED_ADAPTERS:
-                _, old = self._loaded.popitem(last=False)
-                self._peft.delete_adapter(old)
-        self._peft.set_adapter(self._loaded[key])
-        return self._peft
+            loaded = LoraAdapter.load(adapter)
+        self._adapters[key] = loaded
+        if len(self._adapters) > self.MAX_CACHED_ADAPTERS:
+            self._adapters.popitem(last=False)
+        return loaded
+
+    def _per_row(self, adapters: list) -> object:
+        """The model's per-row LoRA layers, covering every target module of ``adapters``."""
+        from ..lora.config import LoraSpec
+        from ..lora.model import PerRowLora
+
+        targets = sorted({t for a in adapters if a is not None for t in a.spec.target_modules})
+        if self._lora is None or not set(targets) <= set(self._lora.spec.target_modules):
+            known = set(self._lora.spec.target_modules) if self._lora is not None else set()
+            self._lora = PerRowLora(self.model, LoraSpec(target_modules=tuple(sorted(known | set(targets)))))
+        return self._lora
 
     def generate(self, requests: list[Request], desc: str = "generating") -> list[str]:
-        groups: dict[str | None, list[int]] = {}
-        for i, r in enumerate(requests):
-            groups.setdefault(adapter_key(r.adapter), []).append(i)
-        outputs: list[str] = [""] * len(requests)
-        with tqdm(total=len(requests), desc=desc, unit="task", disable=not self.progress,
-                  file=sys.stderr, leave=False) as bar:
-            for key in sorted(groups, key=lambda k: (k is not None, k or "")):
-                idx = groups[key]
-                prompts = [requests[i].prompt for i in idx]
-                if key is None:
-                    ctx = self._peft.disable_adapter() if self._peft is not None else contextlib.nullcontext()
-                    with ctx:
-                        texts = self.generator.generate(prompts, desc, bar=bar)
-                else:
-                    model = self._activate(key, requests[idx[0]].adapter)
-                    texts = self.generator.generate(prompts, desc, model=model, bar=bar)
-                for i, text in zip(idx, texts):
-                    outputs[i] = text
-        return outputs
+        prompts = [r.prompt for r in requests]
+        keys = [adapter_key(r.adapter) for r in requests]
+        if all(k is None for k in keys):
+            return self.generator.generate(prompts, desc)
+        adapters = [self._adapter(k, r.adapter) if k is not None else None
+                    for k, r in zip(keys, requests)]
+        return self.generator.generate(prompts, desc, adapters=adapters,
+                                       lora=self._per_row(adapters))
 
 
 class _StopAtNewline(StoppingCriteria):
