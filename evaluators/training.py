@@ -1,0 +1,167 @@
+"""The one training module of every trained method (baselines and Code2LoRA).
+
+Examples are BOS + prefix + target + EOS with the loss on target + EOS only, the prefix
+left-truncated so the example fits ``max_seq_len``. Training runs through transformers'
+``Trainer``: batches grouped by length, gradient accumulation, AdamW, a cosine schedule
+with warmup, a seed, checkpoints every ``save_steps`` and resumption from the last one,
+bf16 on CUDA and float32 on CPU; multi-GPU through ``accelerate launch`` unchanged. The
+loss curve is saved as JSON and PNG beside the checkpoints.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repopeftbench.io import write_json
+
+IGNORE = -100
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; ``max_steps`` > 0 overrides ``epochs``."""
+    epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 2e-4
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_seq_len: int = 2048
+    seed: int = 0
+    save_steps: int = 200
+    logging_steps: int = 10
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def encode_example(tokenizer, prefix: str, target: str, max_seq_len: int) -> dict[str, list[int]]:
+    """input_ids = BOS + prefix + target + EOS (prefix cut from the left to fit), labels
+    masked (-100) everywhere but target + EOS."""
+    prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    completion = (target_ids + eos)[:max(1, max_seq_len - len(bos))]
+    room = max(0, max_seq_len - len(bos) - len(completion))
+    prefix_ids = prefix_ids[len(prefix_ids) - room:] if room else []
+    input_ids = bos + prefix_ids + completion
+    labels = [IGNORE] * (len(bos) + len(prefix_ids)) + completion
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def encode_tasks(tokenizer, tasks: list[dict], max_seq_len: int,
+                 prompt=lambda t: t["prefix"]) -> list[dict[str, Any]]:
+    return [encode_example(tokenizer, prompt(t), t["target"], max_seq_len) for t in tasks]
+
+
+class CompletionCollator:
+    """Right-pads a batch; padded positions are masked in the attention and the loss."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[i, :n] = torch.tensor(f["input_ids"])
+            labels[i, :n] = torch.tensor(f["labels"])
+            mask[i, :n] = 1
+        out = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        for key in features[0]:
+            if key not in out and key != "length":
+                out[key] = torch.tensor([f[key] for f in features])
+        return out
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    train_loss: float
+    wall_time_s: float
+    tokens: int                 # tokens in the examples seen (padding excluded)
+    tokens_per_s: float
+    loss_curve: list[dict]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _last_checkpoint(directory: Path) -> str | None:
+    ckpts = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
+def plot_loss(curve: list[dict], path: Path, title: str) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    steps = [p["step"] for p in curve if "loss" in p]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
+    ax.plot(steps, [p["loss"] for p in curve if "loss" in p], marker=".")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (target + EOS)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def train_causal_lm(model, tokenizer, examples: list[dict], config: TrainConfig, out_dir: Path,
+                    device: str = "cpu", title: str = "training", trainer_cls=None,
+                    progress: bool = True) -> TrainResult:
+    """Train ``model`` (its trainable parameters: LoRA or all) on encoded examples with the
+    transformers ``Trainer``; resumes from the last checkpoint in ``out_dir``."""
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    if not examples:
+        raise ValueError("no training examples")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    cuda = device.startswith("cuda")
+    params = inspect.signature(TrainingArguments.__init__).parameters
+    # transformers 5 renamed these; accept both generations
+    version_kwargs = {
+        **({"warmup_ratio": config.warmup_ratio} if "warmup_ratio" in params
+           else {"warmup_steps": config.warmup_ratio}),
+        **({"group_by_length": True} if "group_by_length" in params
+           else {"train_sampling_strategy": "group_by_length"})}
+    args = TrainingArguments(
+        output_dir=str(out_dir / "trainer"), per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs, max_steps=config.max_steps,
+        lr_scheduler_type="cosine", **version_kwargs,
+        weight_decay=config.weight_decay, optim="adamw_torch", logging_steps=config.logging_steps,
+        save_steps=config.save_steps, save_total_limit=2, seed=config.seed, data_seed=config.seed,
+        bf16=cuda, use_cpu=not cuda, report_to=[],
+        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=not progress)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trainer = (trainer_cls or Trainer)(model=model, args=args, train_dataset=examples,
+                                       data_collator=CompletionCollator(pad))
+    t0 = time.time()
+    out = trainer.train(resume_from_checkpoint=_last_checkpoint(out_dir / "trainer"))
+    wall = time.time() - t0
+    steps = trainer.state.global_step
+    per_step = config.batch_size * config.grad_accum
+    mean_len = sum(len(e["input_ids"]) for e in examples) / len(examples)
+    tokens = int(steps * per_step * mean_len)
+    curve = [{k: v for k, v in rec.items() if k in ("step", "loss", "learning_rate", "epoch")}
+             for rec in trainer.state.log_history if "loss" in rec]
+    result = TrainResult(steps, float(out.training_loss), round(wall, 2), tokens,
+                         round(tokens / wall, 1) if wall > 0 else 0.0, curve)
+    write_json(out_dir / "loss_curve.json", result.to_dict())
+    plot_loss(curve, out_dir / "loss_curve.png", title)
+    return result

@@ -1,0 +1,98 @@
+"""The training module and the LoRA baselines on a tiny model: masking, resume, PEFT files,
+train once then evaluate, in-repo only for per-repository adapters."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+peft = pytest.importorskip("peft")
+
+from evaluators.harness import evaluate, train  # noqa: E402
+from evaluators.training import (IGNORE, TrainConfig, encode_example,  # noqa: E402
+                                 train_causal_lm)
+from repopeftbench.cli import main  # noqa: E402
+
+from conftest import build_bench, make_tiny_model  # noqa: E402
+
+TESTS = {f"tests/test_t{i}.py": "".join(
+    f"def test_{k}():\n    value = compute({k})\n    assert value == {k % 4 + 100}\n\n"
+    for k in range(i * 8, i * 8 + 8)) for i in range(3)}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"), list(TESTS.values()))
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    files = {**TESTS, "pkg/core.py": "def compute(x):\n    return x % 4 + 100\n"}
+    return build_bench(tmp_path_factory.mktemp("bench"), files, [None, None, "cr_test"], "t")
+
+
+def test_examples_mask_the_prefix_and_cut_it_from_the_left(tiny):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny)
+    full = encode_example(tok, "assert value == ", "101", 1000)
+    target = tok("101", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert full["input_ids"][-len(target):] == target
+    assert full["labels"] == [IGNORE] * (len(full["input_ids"]) - len(target)) + target
+    short = encode_example(tok, "x = compute(1)\nassert value == ", "101", len(target) + 3)
+    assert len(short["input_ids"]) == len(target) + 3           # prefix cut from the left
+    assert short["input_ids"][:3] == full["input_ids"][-len(target) - 3:-len(target)]
+
+
+def test_training_resumes_from_its_last_checkpoint(tiny, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny)
+    examples = [encode_example(tok, f"assert f({k}) == ", str(k + 100), 64) for k in range(16)]
+    cfg = TrainConfig(max_steps=2, batch_size=4, save_steps=1, logging_steps=1, learning_rate=1e-3)
+    first = train_causal_lm(AutoModelForCausalLM.from_pretrained(tiny), tok, examples, cfg,
+                            tmp_path, progress=False)
+    assert first.steps == 2 and (tmp_path / "trainer/checkpoint-2").exists()
+    cfg.max_steps = 4
+    second = train_causal_lm(AutoModelForCausalLM.from_pretrained(tiny), tok, examples, cfg,
+                             tmp_path, progress=False)
+    assert second.steps == 4 and [p["step"] for p in second.loss_curve] == [1, 2, 3, 4]
+    curve = json.loads((tmp_path / "loss_curve.json").read_text())
+    assert curve["steps"] == 4 and (tmp_path / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_shared_lora_trains_once_and_serves_any_split(bench, tiny, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    opts = ["max_steps=3", "batch_size=4", "r=4", "alpha=8", "learning_rate=5e-3",
+            "max_train_tasks_per_repo=6"]
+    ckpt = train("shared-lora", bench, "static", tmp_path / "ckpt", model=str(tiny), options=opts,
+                 progress=False)
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), ckpt / "adapter")
+    result = json.loads((ckpt / "shared/train_result.json").read_text())
+    assert result["steps"] == 3 and result["n_tasks"] == 12  # 6 tasks from each train repo
+    for split in ("test_in_repo", "test_cross_repo"):
+        res = evaluate(bench, "static", split, "shared-lora", str(tiny), tmp_path / split,
+                       checkpoint=ckpt, progress=False)
+        assert res.scores["n_tasks"] > 0 and res.checkpoint == str(ckpt)
+
+
+def test_per_repo_lora_is_in_repo_only(bench, tiny, tmp_path, capsys):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    opts = ["max_steps=2", "batch_size=2", "r=2", "alpha=4", "max_train_tasks_per_repo=4"]
+    ckpt = train("per-repo-lora", bench, "static", tmp_path / "ckpt", model=str(tiny),
+                 options=opts, progress=False)
+    index = json.loads((ckpt / "adapters.json").read_text())
+    assert sorted(index) == ["t/r0", "t/r1"]
+    for rel in index.values():
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), ckpt / rel)
+    res = evaluate(bench, "static", "test_in_repo", "per-repo-lora", str(tiny), tmp_path / "run",
+                   checkpoint=ckpt, progress=False)
+    assert res.scores["n_repos"] == 2
+    assert main(["evaluate", "--method", "per-repo-lora", "--checkpoint", str(ckpt), "--dataset",
+                 str(bench), "--split", "test_cross_repo", "--model", str(tiny), "--out",
+                 str(tmp_path / "cr"), "--no-progress"]) == 2
+    assert "per-repo-lora serves in-repo splits only" in capsys.readouterr().err
