@@ -96,3 +96,20 @@ def test_per_repo_lora_is_in_repo_only(bench, tiny, tmp_path, capsys):
                  str(bench), "--split", "test_cross_repo", "--model", str(tiny), "--out",
                  str(tmp_path / "cr"), "--no-progress"]) == 2
     assert "per-repo-lora serves in-repo splits only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["fft", "fft-rag"])
+def test_full_fine_tuning_changes_every_weight_and_predicts_with_them(method, bench, tiny, tmp_path):
+    from safetensors.torch import load_file
+
+    opts = ["max_steps=2", "batch_size=4", "learning_rate=1e-2", "max_train_tasks_per_repo=4"]
+    ckpt = train(method, bench, "static", tmp_path / "ckpt", model=str(tiny), options=opts,
+                 progress=False)
+    tuned = load_file(ckpt / method / "model" / "model.safetensors")
+    base = load_file(tiny / "model.safetensors")
+    changed = [k for k in base if not torch.equal(base[k], tuned[k])]
+    assert len(changed) >= len(base) - 1          # (a tied or unused weight may stay)
+    assert not (ckpt / method / "trainer").exists()   # optimizer states removed
+    res = evaluate(bench, "static", "test_cross_repo", method, str(tiny), tmp_path / "run",
+                   checkpoint=ckpt, progress=False)
+    assert res.scores["n_tasks"] > 0 and res.checkpoint == str(ckpt)
