@@ -13,7 +13,7 @@ from evaluators.lora.config import LoraSpec  # noqa: E402
 from evaluators.lora.model import LoraAdapter, PerRowLora  # noqa: E402
 from repopeftbench.errors import UserError  # noqa: E402
 
-from conftest import make_tiny_model  # noqa: E402
+from conftest import make_peft_adapter, make_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -21,30 +21,14 @@ def tiny(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
-def _peft_adapter(model_dir: Path, out: Path, seed: int, r: int, targets: list[str]) -> Path:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
-                           LoraConfig(r=r, lora_alpha=2 * r + seed, target_modules=targets,
-                                      init_lora_weights=False))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.3)
-    model.save_pretrained(out)
-    return out
-
-
 def test_mixed_batch_matches_peft_per_row(tiny, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     all_targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    dirs = [_peft_adapter(tiny, tmp_path / "a0", 0, 4, all_targets),
-            _peft_adapter(tiny, tmp_path / "a1", 1, 8, ["q_proj", "v_proj"]),
-            _peft_adapter(tiny, tmp_path / "a2", 2, 2, ["down_proj", "o_proj"])]
+    dirs = [make_peft_adapter(tiny, tmp_path / "a0", 0, 4, tuple(all_targets)),
+            make_peft_adapter(tiny, tmp_path / "a1", 1, 8, ("q_proj", "v_proj")),
+            make_peft_adapter(tiny, tmp_path / "a2", 2, 2, ("down_proj", "o_proj"))]
     adapters = [LoraAdapter.load(d) for d in dirs]
     rows = [adapters[0], None, adapters[1], adapters[2], adapters[0], None]
     torch.manual_seed(7)
@@ -95,7 +79,7 @@ def test_round_trip_and_bad_adapters(tiny, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    src = LoraAdapter.load(_peft_adapter(tiny, tmp_path / "a", 3, 4, ["q_proj", "up_proj"]))
+    src = LoraAdapter.load(make_peft_adapter(tiny, tmp_path / "a", 3, 4, ("q_proj", "up_proj")))
     out = src.save(tmp_path / "copy")
     again = LoraAdapter.load(out)
     assert again.spec == src.spec and all(torch.equal(again.A[k], src.A[k]) for k in src.A)

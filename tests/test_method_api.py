@@ -19,7 +19,7 @@ from evaluators.registry import Method, parse_options, register_method  # noqa: 
 from repopeftbench.cli import main  # noqa: E402
 from repopeftbench.errors import UserError  # noqa: E402
 
-from conftest import build_bench, make_tiny_model  # noqa: E402
+from conftest import build_bench, make_peft_adapter, make_tiny_model  # noqa: E402
 
 TESTS = {f"tests/test_m{i}.py": "".join(
     f"def test_{k}():\n    value = compute({k})\n    assert value == {k % 3 + 100}\n\n"
@@ -123,27 +123,12 @@ def test_train_once_then_evaluate_with_checkpoint(bench, tmp_path, capsys):
     assert "does not train" in capsys.readouterr().err
 
 
-def _make_adapter(model_dir: Path, out: Path, seed: int) -> Path:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(model_dir)
-    torch.manual_seed(seed)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                            init_lora_weights=False))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    model.save_pretrained(out)
-    return out
-
-
 def test_requests_carry_their_adapter(bench, tiny_model, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    adapters = {f"m/r{i}": _make_adapter(tiny_model, tmp_path / f"a{i}", i) for i in range(2)}
+    adapters = {f"m/r{i}": make_peft_adapter(tiny_model, tmp_path / f"a{i}", i, alpha=8)
+                for i in range(2)}
 
     @register_method("adapted-test")
     class Adapted(Method):
