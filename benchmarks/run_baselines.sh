@@ -14,7 +14,8 @@ repopeftbench build --repos "$LIST" --out "$W/bench" --tracks static,evolution -
     --cutoff 2025-04-01 --no-progress
 repopeftbench stats "$W/bench" > "$W/stats.md"
 
-BUDGET=(--option max_seq_len=512 --option batch_size=4 --option max_train_tasks_per_repo=40)
+BUDGET=(--option max_seq_len=512 --option batch_size=4 --option max_train_tasks_per_repo=40
+        --option save_steps=10)   # checkpoints: an interrupted training resumes
 train() {  # method, extra options...
     local m=$1; shift
     [ -f "$W/ckpt/$m/method.json" ] || { /usr/bin/time -v repopeftbench train --method "$m" \
