@@ -10,21 +10,14 @@ from pathlib import Path
 from evaluators.backends.base import Request
 from evaluators.registry import Method, register_method
 
-from .lora_training import cap_per_repo
+from .lora_training import TrainOptions, cap_per_repo
 from .rag import RagBM25, RagOptions
 
 
 @dataclass
-class FFTOptions:
-    """Full fine-tuning settings; CPU budget options as for the LoRA baselines."""
+class FFTOptions(TrainOptions):
+    """Full fine-tuning: the shared training options, with a smaller learning rate."""
     learning_rate: float = 1e-5
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_seq_len: int = 2048
-    max_train_tasks_per_repo: int = 0
-    save_steps: int = 200
 
 
 @register_method("fft")
@@ -38,7 +31,7 @@ class FullFineTuning(Method):
 
     def fit(self, bench, track: str) -> None:
         from evaluators.models import load_model
-        from evaluators.training import TrainConfig, encode_example, train_causal_lm
+        from evaluators.training import encode_tasks, train_causal_lm
 
         self.setup(bench, track)
         tasks = cap_per_repo(bench.train_tasks(track, columns=["prefix", "target"]),
@@ -52,14 +45,10 @@ class FullFineTuning(Method):
         model, tokenizer, _ = load_model(self.context.model_name, self.context.device)
         model.train()
         o = self.options
-        examples = [encode_example(tokenizer, prompts[t["task_id"]], t["target"], o.max_seq_len)
-                    for t in tasks]
+        examples = encode_tasks(tokenizer, tasks, o.max_seq_len, prompt=lambda t: prompts[t["task_id"]])
         out = self.context.artifacts(self.name)
-        config = TrainConfig(epochs=o.epochs, max_steps=o.max_steps, learning_rate=o.learning_rate,
-                             batch_size=o.batch_size, grad_accum=o.grad_accum,
-                             max_seq_len=o.max_seq_len, seed=self.context.seed,
-                             save_steps=o.save_steps)
-        result = train_causal_lm(model, tokenizer, examples, config, out, self.context.device,
+        result = train_causal_lm(model, tokenizer, examples, o.train_config(self.context.seed), out,
+                                 self.context.device,
                                  title=f"{self.name} ({track})", progress=self.context.progress)
         model.save_pretrained(out / "model", safe_serialization=True)
         tokenizer.save_pretrained(out / "model")
@@ -91,8 +80,9 @@ class FullFineTuningRag(FullFineTuning):
     Options = FFTOptions
 
     def setup(self, bench, track: str) -> None:
-        self._rag = RagBM25(self.context, RagOptions())
-        self._rag.setup(bench, track)
+        if getattr(self, "_rag", None) is None:  # fit prepares it; the harness calls again
+            self._rag = RagBM25(self.context, RagOptions())
+            self._rag.setup(bench, track)
 
     def prompts(self, repo_id: str, tasks: list[dict]) -> list[str]:
         return [r.prompt for r in self._rag.predict(repo_id, tasks)]

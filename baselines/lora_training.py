@@ -5,7 +5,6 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from evaluators.lora.config import DEFAULT_TARGETS
@@ -15,12 +14,9 @@ if TYPE_CHECKING:  # torch is imported only when a method trains
 
 
 @dataclass
-class LoraOptions:
-    """The publication's LoRA (rank 16, alpha 32, every projection); CPU budget options
+class TrainOptions:
+    """Optimisation options of every trained baseline, with the CPU budget options
     ``max_steps``, ``max_train_tasks_per_repo`` and ``max_seq_len``."""
-    r: int = 16
-    alpha: float = 32.0
-    target_modules: tuple[str, ...] = DEFAULT_TARGETS
     learning_rate: float = 2e-4
     epochs: float = 1.0
     max_steps: int = -1
@@ -36,6 +32,14 @@ class LoraOptions:
                            learning_rate=self.learning_rate, batch_size=self.batch_size,
                            grad_accum=self.grad_accum, max_seq_len=self.max_seq_len, seed=seed,
                            save_steps=self.save_steps)
+
+
+@dataclass
+class LoraOptions(TrainOptions):
+    """The publication's LoRA (rank 16, alpha 32, every projection) and its training."""
+    r: int = 16
+    alpha: float = 32.0
+    target_modules: tuple[str, ...] = DEFAULT_TARGETS
 
 
 def cap_per_repo(tasks: list[dict], limit: int) -> list[dict]:

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from evaluators.backends.base import GenerationConfig, Request
+from evaluators.backends.base import AdapterWeights, GenerationConfig, Request
 from evaluators.backends.hf import HFBackend
 from evaluators.lora.config import LoraSpec
 from evaluators.lora.model import LoraAdapter
@@ -51,7 +51,6 @@ def main() -> None:
     adapters = [random_adapter(model, spec, i) for i in range(args.adapters)]
     backend = HFBackend(model, tokenizer, GenerationConfig(batch_size=args.batch_size), progress=False)
     # adapters are passed as in-memory weights (what a hypernetwork produces)
-    from evaluators.backends.base import AdapterWeights
     weights = [AdapterWeights(a.name, a.peft_config(), a.peft_tensors()) for a in adapters]
 
     def run(assign) -> tuple[float, list[str]]:

@@ -8,7 +8,7 @@ from string import Template
 import pyarrow.parquet as pq
 
 from repopeftbench import __version__
-from repopeftbench.io import canonical_json, sha256_file, sha256_text
+from repopeftbench.io import canonical_json, sha256_text
 from repopeftbench.schema import (COLUMN_DOCS, FILE_SPLITS, SCHEMA_VERSION, SINGLE_FILE_TABLES,
                                   TABLES, table_path)
 from repopeftbench.stats import compute_stats, format_stats, markdown_table
@@ -16,7 +16,7 @@ from repopeftbench.stats import compute_stats, format_stats, markdown_table
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def content_version(out_dir: Path, paths: list[str]) -> str:
+def content_version(file_hashes: dict[str, str], paths: list[str]) -> str:
     """A version string that changes whenever the files' content does.
 
     ``datasets`` caches a local folder under (folder name, config, version); without a
@@ -25,13 +25,13 @@ def content_version(out_dir: Path, paths: list[str]) -> str:
     """
     h = hashlib.sha256()
     for rel in paths:
-        h.update(f"{rel}\0{sha256_file(out_dir / rel)}\n".encode())
+        h.update(f"{rel}\0{file_hashes[rel]}\n".encode())
     return f"{SCHEMA_VERSION.split('.')[0]}.0.{int(h.hexdigest()[:12], 16)}"
 
 
-def yaml_header(out_dir: Path, split_sizes: dict[str, dict[str, int]]) -> str:
+def yaml_header(file_hashes: dict[str, str], split_sizes: dict[str, dict[str, int]]) -> str:
     """Hugging Face dataset-card YAML declaring one config per table (non-empty splits only),
-    each with a content-derived version."""
+    each with a version derived from its files' SHA-256 (``file_hashes``: path -> hash)."""
     lines = ["license: other", "pretty_name: RepoPeftBench", "task_categories:",
              "- text-generation", "tags:", "- code", "- python", "configs:"]
     configs: list[tuple[str, list[tuple[str, str]]]] = []
@@ -42,13 +42,13 @@ def yaml_header(out_dir: Path, split_sizes: dict[str, dict[str, int]]) -> str:
         if present:
             configs.append((table, present))
     for table in SINGLE_FILE_TABLES:
-        if (out_dir / table_path(table)).exists():
+        if table_path(table) in file_hashes:
             configs.append((table, [(table, table_path(table))]))
     for i, (table, files) in enumerate(configs):
         lines.append(f"- config_name: {table}")
         if i == 0:
             lines.append("  default: true")
-        lines.append(f"  version: {content_version(out_dir, [p for _, p in files])}")
+        lines.append(f"  version: {content_version(file_hashes, [p for _, p in files])}")
         lines.append("  data_files:")
         for split, path in files:
             lines += [f"  - split: {split}", f"    path: {path}"]
@@ -89,12 +89,13 @@ def _failures(report: dict) -> str:
             "`failures.jsonl` names each with its reason.")
 
 
-def render_card(out_dir: Path, config: dict, report: dict) -> str:
-    """The card of a build, from its configuration (``BuildConfig.to_dict()``) and report."""
+def render_card(out_dir: Path, config: dict, report: dict, file_hashes: dict[str, str]) -> str:
+    """The card of a build, from its configuration (``BuildConfig.to_dict()``), report and
+    the SHA-256 of the files written so far (path -> hash, as in the manifest)."""
     template = Template((TEMPLATES / "dataset_card.md").read_text())
     st, ev = config["static"], config["evolution"]
     return template.substitute(
-        yaml_header=yaml_header(out_dir, report["split_sizes"]), n_repos_ok=report["n_repos_ok"],
+        yaml_header=yaml_header(file_hashes, report["split_sizes"]), n_repos_ok=report["n_repos_ok"],
         version=__version__, schema_version=SCHEMA_VERSION,
         config_hash=sha256_text(canonical_json(config))[:16],
         tracks=", ".join(sorted(config["tracks"])), profile=config.get("profile", "default"),

@@ -182,16 +182,16 @@ def _describe_type(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _convert(text: str, tp: Any, key: str) -> Any:
+def _convert(text: str, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if text.lower() in ("none", "null", ""):
             return None
-        return _convert(text, args[0], key) if len(args) == 1 else text
+        return _convert(text, args[0]) if len(args) == 1 else text
     if origin in (tuple, list):
         inner = typing.get_args(tp)[0] if typing.get_args(tp) else str
-        values = [_convert(v.strip(), inner, key) for v in text.split(",") if v.strip()]
+        values = [_convert(v.strip(), inner) for v in text.split(",") if v.strip()]
         return tuple(values) if origin is tuple else values
     if tp is bool:
         low = text.lower()
@@ -242,7 +242,7 @@ def parse_options(method: type[Method], items: list[str] | dict[str, Any] | None
         tp = fields_[key][0]
         if isinstance(raw, str) and tp is not str:
             try:
-                values[key] = _convert(raw, tp, key)
+                values[key] = _convert(raw, tp)
             except ValueError as exc:
                 raise UserError(f"option {key}={raw!r} of method {method.name!r}: expected "
                                 f"{_describe_type(tp)} ({exc}); valid options: {valid}") from None

@@ -221,12 +221,13 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, R
               "repos": per_repo}
     write_json(out_dir / "build_report.json", report)
     written += [table_path("repos"), "failures.jsonl", "build_report.json"]
-    atomic_write_text(out_dir / "README.md", render_card(out_dir, config.to_dict(), report))
-    written.append("README.md")
+    hashes = {rel: sha256_file(out_dir / rel) for rel in written}  # each file read once
+    atomic_write_text(out_dir / "README.md", render_card(out_dir, config.to_dict(), report, hashes))
+    hashes["README.md"] = sha256_file(out_dir / "README.md")
     manifest = {"tool": "repopeftbench", "version": __version__, "schema_version": SCHEMA_VERSION,
                 "config": config.to_dict(), "config_hash": config.hash(),
                 "repo_list_sha256": sha256_file(repos_file),
-                "files": {rel: sha256_file(out_dir / rel) for rel in sorted(written)}}
+                "files": dict(sorted(hashes.items()))}
     write_json(out_dir / "manifest.json", manifest)
     merged: Counter = Counter()
     for name in tracks:

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .assemble import BuildSummary, assemble
-from .config import TRACKS, BuildConfig
+from .config import BuildConfig
 from .job import PartResult, RepoResult, _save, mine_repo, parts_of, paths
 from .repolist import RepoSpec, read_repo_list
 

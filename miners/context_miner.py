@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from repopeftbench.reasons import Reason
 from repopeftbench.schema import CONTEXT_SUFFIXES
 
 from .git import GitRepo

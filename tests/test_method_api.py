@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 peft = pytest.importorskip("peft")
 
-from evaluators.backends.base import GenerationConfig, Request  # noqa: E402
+from evaluators.backends.base import GenerationConfig  # noqa: E402
 from evaluators.backends.hf import HFGenerator  # noqa: E402
 from evaluators.harness import evaluate  # noqa: E402
 from evaluators.registry import Method, parse_options, register_method  # noqa: E402

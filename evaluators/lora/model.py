@@ -82,9 +82,7 @@ def inject(model: nn.Module, spec: LoraSpec) -> dict[str, PerRowLoraLinear]:
             layers[path] = module
             continue
         if not isinstance(module, nn.Linear) or not spec.matches(path):
-            continue
-        if path.endswith(".base"):
-            continue
+            continue  # (a wrapped layer's inner ".base" never matches a target name)
         parent_path, _, child = path.rpartition(".")
         parent = model.get_submodule(parent_path) if parent_path else model
         wrapped = PerRowLoraLinear(module)
