@@ -11,6 +11,7 @@ Nothing at module level imports torch: ``score`` and ``compare`` run without it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -106,8 +107,18 @@ def read_checkpoint(directory: str | Path, method_name: str | None = None) -> di
     return record
 
 
-def _make_method(method: str, context: RunContext, options) -> Method:
+def _make_method(method: str, context: RunContext, options, checkpoint: Path | None = None) -> Method:
+    """The method with its options; with a checkpoint, the options it was trained with,
+    overridden by the ones given (a method may refuse an override, e.g. another encoder)."""
     cls = get_method(method)
+    if checkpoint is not None and not isinstance(options, cls.Options):
+        trained = read_checkpoint(checkpoint, method).get("options", {})
+        valid = {f.name for f in dataclasses.fields(cls.Options)}
+        given = dict(options) if isinstance(options, dict) else dict(
+            item.split("=", 1) if "=" in item else (item, None) for item in options or [])
+        if None in given.values():
+            raise UserError(f"--option takes KEY=VALUE, got {next(k for k, v in given.items() if v is None)!r}")
+        options = {**{k: v for k, v in trained.items() if k in valid}, **given}
     opts = options if isinstance(options, cls.Options) else parse_options(cls, options)
     return cls(context, opts)
 
@@ -169,12 +180,10 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
     out = Path(out_dir)
     context = RunContext(model_name=model, device=device, generation=generation, seed=seed,
                          artifacts_dir=out / "artifacts", backend_name=backend, progress=progress)
-    obj = _make_method(method, context, method_options)
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    obj = _make_method(method, context, method_options, ckpt_path)
     obj.check_split(config, split)
     uses_model = type(obj).uses_model
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    if ckpt_path is not None:
-        read_checkpoint(ckpt_path, obj.name)
     model_ref = ModelRef(model if uses_model else None, model_revision(model) if uses_model else None)
     gen = generation.to_dict() if uses_model else None
     key_fields = {"method": obj.config(), "model": model_ref.__dict__, "generation": gen,
@@ -188,18 +197,32 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     cached = _read_cache(cache_path)
 
-    by_repo: dict[str, list[dict]] = {}
-    for t in tasks:
-        if t["task_id"] not in cached:
-            by_repo.setdefault(t["repo_id"], []).append(t)
-    n_new = sum(len(v) for v in by_repo.values())
-    used_ckpt = None
-    if n_new:
-        used_ckpt = _prepare(obj, bench, config, model, ckpt_path, out)
-        obj.setup(bench, config)
-        _predict_all(obj, by_repo, cached, cache_path, method)
-    elif ckpt_path is not None:
-        used_ckpt = ckpt_path
+    ready: list[Path | None] = []     # the checkpoint, once the method is ready to predict
+
+    def ensure_ready() -> None:
+        if not ready:
+            ready.append(_prepare(obj, bench, config, model, ckpt_path, out))
+            obj.setup(bench, config)
+            obj.prepare(tasks)
+
+    def predict_missing(cache_file: Path, have: dict[str, dict], mode: str | None) -> int:
+        by_repo: dict[str, list[dict]] = {}
+        for t in tasks:
+            if t["task_id"] not in have:
+                by_repo.setdefault(t["repo_id"], []).append(t)
+        if by_repo:
+            ensure_ready()
+            if mode is not None:
+                obj.set_audit_mode(mode)
+            _predict_all(obj, by_repo, have, cache_file, method if mode is None else f"{method} [{mode}]")
+        return sum(len(v) for v in by_repo.values())
+
+    n_new = predict_missing(cache_path, cached, None)
+    used_ckpt = ready[0] if ready else ckpt_path
+    audit = _audit(obj, tasks, cache_path, run_key, out, predict_missing, ensure_ready, n_boot) \
+        if type(obj).audit_modes and getattr(obj.options, "audit", True) else None
+    if ready and ready[0] is not None:
+        used_ckpt = ready[0]
 
     header = {"dataset_sha256": bench.sha256, "config": config, "split": split,
               "method": method, "model": model_ref.name}
@@ -212,9 +235,47 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
         method=obj.config(), model=model_ref, scores=summarise(scored, n_boot=n_boot), seed=seed,
         packages=package_versions(), device=device if uses_model else None, generation=gen,
         wall_time_s=round(time.time() - t0, 2), n_predicted_now=n_new,
-        checkpoint=str(used_ckpt) if used_ckpt else None)
+        checkpoint=str(used_ckpt) if used_ckpt else None, audit=audit)
     results.save(out)
     return results
+
+
+def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: Path,
+           predict_missing, ensure_ready, n_boot: int) -> dict:
+    """Score the same tasks with every audit mode's adapters (e.g. own, mean, shuffled):
+    em micro and macro with repository-bootstrap CIs, the paired difference of the own
+    adapter over each replacement, and the method's extra figures (adapter cosines)."""
+    modes = type(obj).audit_modes
+    # a replacement adapter (the mean, a shuffle) depends on every item of the task set
+    task_set = sha256_text("\n".join(sorted(t["task_id"] for t in tasks)))[:12]
+    scored = {}
+    for i, mode in enumerate(modes):
+        path = cache_path if i == 0 else cache_path.with_name(f"{run_key}-{mode}-{task_set}.jsonl")
+        have = _read_cache(path)
+        if i > 0:
+            predict_missing(path, have, mode)
+            write_jsonl(out / f"predictions-{mode}.jsonl",
+                        [{"mode": mode}] + [have[t["task_id"]] for t in tasks])
+        scored[mode] = score_tasks(tasks, {t["task_id"]: have[t["task_id"]]["prediction"]
+                                           for t in tasks})
+    if len(modes) > 1:
+        obj.set_audit_mode(modes[0])
+    info_path = cache_path.with_name(f"{run_key}-audit-{task_set}.json")
+    if info_path.exists():
+        info = json.loads(info_path.read_text())
+    else:
+        ensure_ready()
+        info = obj.audit_info()
+        write_json(info_path, info)
+    audit: dict = {}
+    for mode in modes:
+        em = summarise(scored[mode], n_boot=n_boot)["metrics"]["em"]
+        audit[mode] = {k: em[k] for k in ("micro", "micro_ci", "macro", "macro_ci")}
+    for mode in modes[1:]:
+        audit[f"{modes[0]}_minus_{mode}"] = paired_comparison(scored[mode], scored[modes[0]],
+                                                              n_boot=n_boot)
+    audit.update(info)
+    return audit
 
 
 def _predict_all(obj: Method, by_repo: dict[str, list[dict]], cached: dict[str, dict],
@@ -289,9 +350,32 @@ def format_scores(results: Results) -> str:
             f"{s['n_repos']} repositories")
     fam = [[k, v["n"], f"{v['em']:.1f}", f"{v['paper_em']:.1f}"] for k, v in s["by_assertion_type"].items()]
     typ = [[k, v["n"], f"{v['em']:.1f}", f"{v['paper_em']:.1f}"] for k, v in s["by_target_type"].items()]
-    return "\n\n".join([head, markdown_table(["metric (%)", "micro", "95% CI", "macro", "95% CI"], rows),
-                        markdown_table(["family", "n", "em", "paper_em"], fam),
-                        markdown_table(["target type", "n", "em", "paper_em"], typ)]) + "\n"
+    parts = [head, markdown_table(["metric (%)", "micro", "95% CI", "macro", "95% CI"], rows),
+             markdown_table(["family", "n", "em", "paper_em"], fam),
+             markdown_table(["target type", "n", "em", "paper_em"], typ)]
+    if results.audit:
+        parts.append(format_audit(results.audit))
+    return "\n\n".join(parts) + "\n"
+
+
+def format_audit(audit: dict) -> str:
+    """The audit block: em with each adapter mode, the paired gains, the adapter cosines."""
+    from repopeftbench.stats import markdown_table
+
+    modes = [k for k, v in audit.items() if isinstance(v, dict) and "micro_ci" in v]
+    rows = [[m, f"{audit[m]['micro']:.1f}", f"[{audit[m]['micro_ci'][0]:.1f}, {audit[m]['micro_ci'][1]:.1f}]",
+             f"{audit[m]['macro']:.1f}"] for m in modes]
+    gains = [[k.replace("_minus_", " - "), f"{v['delta']:+.1f}", f"[{v['ci'][0]:+.1f}, {v['ci'][1]:+.1f}]",
+              v["n_tasks"]] for k, v in audit.items() if "_minus_" in k]
+    text = "Audit (em %, same tasks):\n\n" + markdown_table(["adapter", "micro", "95% CI", "macro"], rows)
+    if gains:
+        text += "\n\n" + markdown_table(["paired", "diff (points)", "95% CI", "tasks"], gains)
+    cos = audit.get("cosine")
+    if cos:
+        text += (f"\n\nRaw pairwise cosine of {cos['n_adapters']} generated adapters (over "
+                 f"{cos.get('over', 'items')}): mean {cos['mean']:.4f}, min {cos['min']:.4f}, "
+                 f"max {cos['max']:.4f}; after removing the mean adapter: {cos['centred_mean']:.4f}")
+    return text
 
 
 def read_scored(run_dir: str | Path, dataset_dir: str | Path) -> list[ScoredTask]:

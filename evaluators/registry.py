@@ -85,6 +85,10 @@ class Method:
     Options: ClassVar[type] = NoOptions
     uses_model: ClassVar[bool] = True
     trainable: ClassVar[bool] = False
+    # Adapter methods that generate one adapter per item (repository, commit) name the
+    # adapters the audit compares: first the method's own, then the replacements
+    # (e.g. ("own", "mean", "shuffled")). The harness scores every mode on the same tasks.
+    audit_modes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, context: RunContext, options: Any = None):
         self.context = context
@@ -115,6 +119,18 @@ class Method:
         """Raise ``UserError`` when the method cannot serve ``split``; default: any."""
 
     # --- prediction -------------------------------------------------------------------
+    def prepare(self, tasks: list[dict]) -> None:
+        """Called once with every task of the evaluated split (cached ones included) before
+        any ``predict``; default: nothing."""
+
+    def set_audit_mode(self, mode: str) -> None:
+        """Switch ``predict`` to the adapters of audit ``mode`` (one of ``audit_modes``)."""
+        raise NotImplementedError(f"method {self.name!r} has no audit modes")
+
+    def audit_info(self) -> dict:
+        """Extra audit figures (e.g. the pairwise cosine of the adapters) after ``prepare``."""
+        return {}
+
     def prompt(self, task: dict) -> str:
         return task["prefix"]
 

@@ -94,6 +94,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from code2lora_models.adapt import adapt, update
+
+    if args.update is not None:
+        if args.repo or args.checkpoint or args.out:
+            raise UserError("adapt --update DIR takes no REPO_PATH, --checkpoint or --out "
+                            "(they are read from DIR/code2lora.json)")
+        out = update(args.update, device=args.device)
+        print(f"Updated the adapter in {out} with the commits since its last commit.")
+        return 0
+    if not (args.repo and args.checkpoint and args.out):
+        raise UserError("adapt needs REPO_PATH, --checkpoint CKPT and --out DIR (or --update DIR)")
+    out = adapt(args.repo, args.checkpoint, args.out, model=args.model, device=args.device)
+    print(f"Wrote a PEFT adapter for {args.repo} to {out} (load it with "
+          f"peft.PeftModel.from_pretrained); sidecar: {out}/code2lora.json")
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from evaluators.harness import format_scores, score_predictions
 
@@ -290,6 +308,20 @@ def make_parser() -> argparse.ArgumentParser:
     cp.add_argument("--metric", default="em",
                     choices=["em", "paper_em", "strict_em", "edit_sim", "paper_edit_sim"])
     cp.set_defaults(func=cmd_compare)
+
+    a = sub.add_parser("adapt", help="turn a local git repository into a PEFT adapter (Code2LoRA)",
+                       description="Generate a LoRA adapter for any local git repository with a "
+                                   "code2lora-static or code2lora-evo checkpoint, in the PEFT "
+                                   "layout, with a code2lora.json sidecar. With an Evo adapter, "
+                                   "--update DIR folds the commits made since into its state.")
+    a.add_argument("repo", nargs="?", metavar="REPO_PATH", help="local git repository")
+    a.add_argument("--checkpoint", help="checkpoint written by 'train --method code2lora-*'")
+    a.add_argument("--out", help="adapter directory to write")
+    a.add_argument("--update", metavar="DIR", help="an Evo adapter directory to bring up to date")
+    a.add_argument("--model", default=None,
+                   help="base model (default: the checkpoint's; another one is an error)")
+    a.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    a.set_defaults(func=cmd_adapt)
 
     d = sub.add_parser("demo", help="build a small benchmark, evaluate, write the leaderboard",
                        description="The main job on a built-in default: mine the git repository "

@@ -36,7 +36,8 @@ def save_peft_adapter(directory: str | os.PathLike, config: dict,
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    contiguous = {k: v.detach().to("cpu").contiguous() for k, v in sorted(tensors.items())}
+    # a copy per key: generated adapters may share one tensor between layers
+    contiguous = {k: v.detach().to("cpu").contiguous().clone() for k, v in sorted(tensors.items())}
     atomic_write_bytes(out / WEIGHTS_FILE, save(contiguous, metadata={"format": "pt"}))
     atomic_write_bytes(out / CONFIG_FILE, canonical_json(config).encode())
     return out

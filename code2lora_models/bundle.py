@@ -1,0 +1,133 @@
+"""A trained Code2LoRA: the hypernetwork, Evo's GRU, and what they were trained with.
+
+On disk (``CKPT/hypernetwork/``): ``hypernetwork.safetensors`` and ``hypernetwork.json``
+(configuration, module shapes, base model and its revision, encoder identity and
+configuration, kind), plus ``gru.safetensors`` for Evo. Everything that turns code into
+an adapter goes through this object, for the harness and for ``repopeftbench adapt``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluators.lora.model import LoraAdapter
+from repopeftbench.errors import UserError
+
+from .encoder import EncoderConfig, TextEncoder, make_encoder
+from .evo import DiffGRU, EvoConfig
+from .hypernetwork import Code2LoRA
+from .repo_embedding import EmbeddingCache
+
+GRU_FILE = "gru.safetensors"
+
+
+def embedding_cache_dir() -> Path:
+    from evaluators.models import cache_root
+    return cache_root() / "embeddings"
+
+
+@dataclass
+class Code2LoRABundle:
+    kind: str                        # "static" or "evo"
+    hyper: Code2LoRA
+    encoder_config: EncoderConfig
+    encoder_identity: str
+    base_model: str
+    model_revision: str
+    gru: DiffGRU | None = None
+    extra: dict = field(default_factory=dict)
+    encoder: TextEncoder | None = field(default=None, repr=False)
+    cache: EmbeddingCache | None = field(default=None, repr=False)
+    progress: bool = True
+
+    # ------------------------------------------------------------------ files
+    def save(self, directory: str | Path) -> None:
+        from safetensors.torch import save_file
+        d = Path(directory)
+        meta = {"kind": self.kind, "encoder": self.encoder_identity,
+                "encoder_config": self.encoder_config.to_dict(), "base_model": self.base_model,
+                "model_revision": self.model_revision, **self.extra}
+        if self.gru is not None:
+            meta["evo"] = {"d_in": self.gru.d_in, **self.gru.config.to_dict()}
+        self.hyper.save(d, meta)
+        if self.gru is not None:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.gru.state_dict().items()}
+            save_file(state, str(d / (GRU_FILE + ".tmp")), metadata={"format": "pt"})
+            (d / (GRU_FILE + ".tmp")).replace(d / GRU_FILE)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Code2LoRABundle":
+        from safetensors.torch import load_file
+        meta = Code2LoRA.read_config(directory)
+        hyper = Code2LoRA.load(directory).eval()
+        gru = None
+        if meta["kind"] == "evo":
+            evo = dict(meta["evo"])
+            gru = DiffGRU(evo.pop("d_in"), EvoConfig(**evo)).eval()
+            gru.load_state_dict(load_file(str(Path(directory) / GRU_FILE)))
+        return cls(meta["kind"], hyper, EncoderConfig(**meta["encoder_config"]), meta["encoder"],
+                   meta["base_model"], meta["model_revision"], gru)
+
+    # ------------------------------------------------------------------ checks
+    def check(self, model_name: str, encoder_config: EncoderConfig | None = None) -> None:
+        """A clear error for a checkpoint of another base model or another encoder."""
+        from evaluators.harness import model_revision
+        if model_revision(model_name) != self.model_revision:
+            raise UserError(f"this Code2LoRA checkpoint was trained for base model "
+                            f"{self.base_model!r} ({self.model_revision}), not {model_name!r}")
+        if encoder_config is not None and encoder_config != self.encoder_config:
+            raise UserError(f"encoder {encoder_config.name!r} (chunks of {encoder_config.chunk_tokens}, "
+                            f"at most {encoder_config.max_chunks}) differs from the checkpoint's "
+                            f"{self.encoder_identity!r}; the hypernetwork reads only its own "
+                            f"encoder's vectors")
+
+    def attach_encoder(self, device: str = "cpu", model=None, tokenizer=None,
+                       progress: bool = True) -> None:
+        """Load the encoder the checkpoint was trained with (``base`` needs the model)."""
+        from evaluators.harness import model_revision
+        self.encoder = make_encoder(self.encoder_config, device, model, tokenizer,
+                                    model_revision(self.base_model))
+        if not self.encoder_identity:          # a bundle being trained takes the encoder's
+            self.encoder_identity = self.encoder.identity
+        elif self.encoder.identity != self.encoder_identity:
+            raise UserError(f"encoder {self.encoder.identity!r} differs from the checkpoint's "
+                            f"{self.encoder_identity!r}")
+        self.cache = EmbeddingCache(embedding_cache_dir(), self.encoder)
+        self.progress = progress
+
+    # ------------------------------------------------------------------ codes
+    def snapshot_codes(self, bench, repos: list[str]) -> dict[str, np.ndarray]:
+        from .codes import snapshot_vectors
+        assert self.cache is not None, "attach_encoder first"
+        return snapshot_vectors(bench, self.cache, repos, self.progress)
+
+    def commit_states(self, bench, repos: list[str]) -> dict[str, dict[int, torch.Tensor]]:
+        """Per repository, the GRU state after each kept commit, by commit index."""
+        from .codes import diff_sequences
+        assert self.cache is not None and self.gru is not None
+        out = {}
+        with torch.no_grad():
+            for repo, (indexes, seq) in diff_sequences(bench, self.cache, repos, self.progress).items():
+                states = self.gru.run(torch.from_numpy(seq))
+                out[repo] = {i: s for i, s in zip(indexes, states)}
+        return out
+
+    # ------------------------------------------------------------------ adapters
+    def adapters(self, z: torch.Tensor, names: list[str]) -> list[LoraAdapter]:
+        return self.hyper.adapters(z, names, self.base_model)
+
+    @torch.no_grad()
+    def mean_adapter(self, z: torch.Tensor, name: str, chunk: int = 16) -> LoraAdapter:
+        """The mean of the generated A and B factors over the code vectors ``z``."""
+        sums: dict[str, list[torch.Tensor]] = {}
+        for start in range(0, len(z), chunk):
+            for path, (a, b) in self.hyper(z[start:start + chunk]).items():
+                s = sums.setdefault(path, [torch.zeros_like(a[0]), torch.zeros_like(b[0])])
+                s[0] += a.sum(0)
+                s[1] += b.sum(0)
+        n = max(1, len(z))
+        return LoraAdapter(self.hyper.spec, {p: s[0] / n for p, s in sums.items()},
+                           {p: s[1] / n for p, s in sums.items()}, name, self.base_model or None)

@@ -1,0 +1,63 @@
+"""Code vectors of a benchmark's repositories: snapshots (context table) and diff streams
+(commits table), through the embedding cache."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from repopeftbench.dataset import Benchmark
+from repopeftbench.errors import UserError
+
+from .repo_embedding import EmbeddingCache, split_diff
+
+
+def _bar(total: int, desc: str, progress: bool):
+    return tqdm(total=total, desc=desc, unit="item", disable=not progress, file=sys.stderr,
+                leave=False)
+
+
+def snapshot_vectors(bench: Benchmark, cache: EmbeddingCache, repo_ids: list[str],
+                     progress: bool = True) -> dict[str, np.ndarray]:
+    """Repository vector of each repository's non-test files at its static snapshot."""
+    if not bench.has("context"):
+        raise UserError(f"{bench.dir}: no context table; Code2LoRA reads the repository from "
+                        f"it: rebuild the benchmark with 'repopeftbench build'")
+    items = []
+    for repo in repo_ids:
+        rows = bench.context(repo, columns=["commit_sha", "path", "content"])
+        if not rows:
+            raise UserError(f"{bench.dir}: repository {repo} has no non-test .py/.md/.rst file in "
+                            f"the context table; Code2LoRA cannot encode it")
+        items.append((repo, rows[0]["commit_sha"], "snapshot", [r["content"] for r in rows]))
+    bar = _bar(len(items), "encoding repositories", progress)
+    vectors = cache.many(items, progress=bar.update)
+    bar.close()
+    return dict(zip(repo_ids, vectors))
+
+
+def diff_sequences(bench: Benchmark, cache: EmbeddingCache, repo_ids: list[str],
+                   progress: bool = True) -> dict[str, tuple[list[int], np.ndarray]]:
+    """Per repository: the kept commits' indexes in history order and their diff vectors
+    (T, 2 * encoder dim); the first diff is the first snapshot (against the empty tree)."""
+    if not bench.splits("commits"):
+        raise UserError(f"{bench.dir}: no commits table; Code2LoRA-Evo needs the evolution "
+                        f"track: build with --tracks static,evolution")
+    per_repo, items = {}, []
+    for repo in repo_ids:
+        rows = bench.commits(repo, columns=["commit_index", "commit_sha", "production_code_diff"])
+        if not rows:
+            raise UserError(f"{bench.dir}: repository {repo} has no kept commit")
+        per_repo[repo] = [r["commit_index"] for r in rows]
+        items += [(repo, r["commit_sha"], "diff", split_diff(r["production_code_diff"]))
+                  for r in rows]
+    bar = _bar(len(items), "encoding diffs", progress)
+    vectors = cache.many(items, progress=bar.update)
+    bar.close()
+    out, at = {}, 0
+    for repo in repo_ids:
+        n = len(per_repo[repo])
+        out[repo] = (per_repo[repo], np.stack(vectors[at:at + n]))
+        at += n
+    return out

@@ -1,0 +1,157 @@
+"""The registered methods ``code2lora-static`` and ``code2lora-evo``.
+
+Static: one adapter per repository, generated from its snapshot (context table).
+Evo: one adapter per kept commit, generated from the GRU state after that commit's diff
+(commits table); evaluation applies each task's commit adapter to its row, commits of
+many repositories mixed in one batch.
+
+Both carry the audit of SPEC section 9: the harness scores the same tasks with each row's
+own adapter, with the mean adapter (mean of the generated A and B factors over the
+evaluated repositories or commits) and with a shuffled one (the item half-way round the
+sorted list: another repository's adapter, or for Evo mostly another repository's
+commit), and the results record the raw pairwise cosine of the generated adapters.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from baselines.lora_training import cap_per_repo
+from evaluators.backends.base import AdapterWeights, Request
+from evaluators.registry import Method, register_method
+from repopeftbench.errors import UserError
+
+from .options import Code2LoRAOptions
+
+if TYPE_CHECKING:  # torch is imported when the method trains or predicts, not when listed
+    import torch
+
+Key = Any   # an item: a repository id (Static) or (repository id, commit index) (Evo)
+
+
+class _Code2LoRA(Method):
+    Options = Code2LoRAOptions
+    trainable = True
+    audit_modes: ClassVar[tuple[str, ...]] = ("own", "mean", "shuffled")
+    kind: ClassVar[str] = ""
+
+    mode = "own"
+
+    def config(self) -> dict:
+        return {"name": self.name, **{k: v for k, v in super().config().items() if k != "audit"}}
+
+    # ------------------------------------------------------------------ training
+    def fit(self, bench, track: str) -> None:
+        from .train import train_hypernetwork
+
+        columns = ["prefix", "target"] + (["commit_index"] if self.kind == "evo" else [])
+        tasks = cap_per_repo(bench.train_tasks(track, columns=columns),
+                             self.options.max_train_tasks_per_repo)
+        if not tasks:
+            raise UserError(f"{bench.dir}: no {track} training tasks to train {self.name} on")
+        self.bundle = train_hypernetwork(self.kind, bench, tasks, self.options, self.context,
+                                         f"{self.name} ({track})")
+
+    def save(self, directory: Path) -> None:
+        self.bundle.save(directory / "hypernetwork")
+
+    def load(self, directory: Path) -> None:
+        from .bundle import Code2LoRABundle
+        self.bundle = Code2LoRABundle.load(directory / "hypernetwork")
+
+    # ------------------------------------------------------------------ prediction
+    def setup(self, bench, track: str) -> None:
+        self.bench = bench
+        model, tokenizer = self.context.model() if self.bundle.encoder_config.name == "base" \
+            else (None, None)
+        self.bundle.check(self.context.model_name, self.options.encoder_config())
+        self.bundle.attach_encoder(self.context.device, model, tokenizer,
+                                   progress=self.context.progress)
+
+    def set_audit_mode(self, mode: str) -> None:
+        if mode not in self.audit_modes:
+            raise ValueError(f"unknown audit mode {mode!r}")
+        self.mode = mode
+
+    def item(self, task: dict) -> Key:
+        raise NotImplementedError
+
+    def _codes(self, tasks: list[dict]) -> "dict[Key, torch.Tensor]":
+        raise NotImplementedError
+
+    def prepare(self, tasks: list[dict]) -> None:
+        """Code vectors of every item of the split, the mean adapter, the shuffle, cosines."""
+        import torch
+
+        from .audit import adapter_cosine
+        codes = self._codes(tasks)
+        self._keys = sorted(codes)
+        self._z = torch.stack([codes[k] for k in self._keys])              # (items, d_in)
+        self._row = {k: i for i, k in enumerate(self._keys)}
+        n = len(self._keys)
+        self._partner = {k: self._keys[(i + n // 2) % n] for i, k in enumerate(self._keys)}
+        tag = hashlib.sha256(repr(self._keys).encode()).hexdigest()[:12]
+        self._mean = self._weights(self.bundle.mean_adapter(self._z, f"mean-{tag}"))
+        self._cosine = adapter_cosine(self.bundle, self._z)
+        self._cosine["over"] = "repositories" if self.kind == "static" else "commits"
+
+    def audit_info(self) -> dict:
+        return {"cosine": self._cosine}
+
+    def _weights(self, adapter) -> AdapterWeights:
+        return AdapterWeights(f"{self.name}:{self.mode}:{adapter.name}", adapter.peft_config(),
+                              adapter.peft_tensors())
+
+    def predict(self, repo_id: str, tasks: list[dict]) -> list[Request]:
+        import torch
+        if self.mode == "mean":
+            return [Request(t["prefix"], self._mean) for t in tasks]
+        wanted = [self.item(t) for t in tasks]
+        source = {k: (self._partner[k] if self.mode == "shuffled" else k) for k in set(wanted)}
+        keys = sorted(set(source.values()))
+        rows = torch.tensor([self._row[k] for k in keys])
+        made = self.bundle.adapters(self._z[rows], [str(k) for k in keys])
+        by_key = {k: self._weights(a) for k, a in zip(keys, made)}
+        return [Request(t["prefix"], by_key[source[k]]) for t, k in zip(tasks, wanted)]
+
+
+@register_method("code2lora-static")
+class Code2LoRAStatic(_Code2LoRA):
+    """Hypernetwork: repository snapshot -> LoRA adapter (one per repository)."""
+    kind = "static"
+
+    def item(self, task: dict) -> Key:
+        return task["repo_id"]
+
+    def _codes(self, tasks: list[dict]) -> "dict[Key, torch.Tensor]":
+        import torch
+        repos = sorted({t["repo_id"] for t in tasks})
+        return {r: torch.from_numpy(v) for r, v in self.bundle.snapshot_codes(self.bench, repos).items()}
+
+
+@register_method("code2lora-evo")
+class Code2LoRAEvo(_Code2LoRA):
+    """Hypernetwork with a GRU over production diffs: one adapter per kept commit."""
+    kind = "evo"
+
+    def check_split(self, track: str, split: str) -> None:
+        if track != "evolution":
+            raise UserError(f"{self.name} generates an adapter per commit and serves the "
+                            f"evolution track; use code2lora-static for {track!r}")
+
+    def item(self, task: dict) -> Key:
+        return (task["repo_id"], int(task["commit_index"]))
+
+    def _codes(self, tasks: list[dict]) -> "dict[Key, torch.Tensor]":
+        repos = sorted({t["repo_id"] for t in tasks})
+        states = self.bundle.commit_states(self.bench, repos)             # repo -> {index: state}
+        out = {}
+        for t in tasks:
+            key = self.item(t)
+            if key not in out:
+                if key[1] not in states[key[0]]:
+                    raise UserError(f"{self.bench.dir}: task {t['task_id']} is at commit "
+                                    f"{key[1]} of {key[0]}, which the commits table lacks")
+                out[key] = states[key[0]][key[1]]
+        return out

@@ -1,0 +1,51 @@
+"""Options of the Code2LoRA methods (``--option KEY=VALUE``), with the training budget of
+every trained method (``max_steps``, ``max_train_tasks_per_repo``, ``max_seq_len``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from baselines.lora_training import TrainOptions
+from evaluators.lora.config import DEFAULT_TARGETS
+
+if TYPE_CHECKING:
+    from .encoder import EncoderConfig
+    from .evo import EvoConfig
+    from .hypernetwork import HypernetConfig
+
+
+@dataclass
+class Code2LoRAOptions(TrainOptions):
+    """Hypernetwork, encoder and anti-collapse settings (rank 16, alpha 32, every projection)."""
+    learning_rate: float = 5e-4
+    encoder: str = "minilm"          # minilm | base
+    chunk_tokens: int = 256
+    max_chunks: int = 64             # per file or diff
+    head: str = "direct"             # direct | per_layer
+    hidden: int = 256
+    r: int = 16
+    alpha: float = 32.0
+    target_modules: tuple[str, ...] = DEFAULT_TARGETS
+    standardise: bool = True         # standardise code vectors with training statistics
+    contrastive: float = 0.0         # weight of the own-vs-other adapter hinge (0: off)
+    margin: float = 0.1
+    state_dim: int = 512             # Evo: GRU state size
+    tbptt: int = 16                  # Evo: commits per backpropagation window
+    audit: bool = True               # also score the mean and shuffled adapters
+
+    def encoder_config(self) -> "EncoderConfig":
+        from .encoder import EncoderConfig
+        return EncoderConfig(name=self.encoder, chunk_tokens=self.chunk_tokens,  # type: ignore[arg-type]
+                             overlap=min(32, self.chunk_tokens // 8), max_chunks=self.max_chunks)
+
+    def hypernet_config(self, standardise: bool | None = None) -> "HypernetConfig":
+        from .heads import HeadConfig
+        from .hypernetwork import HypernetConfig
+        return HypernetConfig(head=HeadConfig(kind=self.head, hidden=self.hidden, r=self.r,  # type: ignore[arg-type]
+                                              alpha=self.alpha),
+                              standardise=self.standardise if standardise is None else standardise,
+                              target_modules=tuple(self.target_modules))
+
+    def evo_config(self) -> "EvoConfig":
+        from .evo import EvoConfig
+        return EvoConfig(state_dim=self.state_dim, tbptt=self.tbptt)

@@ -1,0 +1,81 @@
+"""Training Code2LoRA-Static or -Evo on a benchmark's training tasks."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from evaluators.lora.config import LoraSpec
+from evaluators.lora.model import PerRowLora
+from repopeftbench.errors import UserError
+
+from .bundle import Code2LoRABundle
+from .evo import DiffGRU
+from .hypernetwork import Code2LoRA, module_layout
+from .options import Code2LoRAOptions
+from .training import EvoCodes, HyperLM, HyperTrainer, StaticCodes
+
+
+def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOptions,
+                       context, title: str) -> Code2LoRABundle:
+    """Train on ``tasks`` (rows of the track's training split); the Trainer state, loss
+    curve and result go under the run's artifacts directory."""
+    from evaluators.harness import model_revision
+    from evaluators.models import load_model
+    from evaluators.training import encode_tasks, train_causal_lm
+
+    torch.manual_seed(context.seed)
+    model, tokenizer, _ = load_model(context.model_name, context.device)
+    bundle = Code2LoRABundle(kind, None, options.encoder_config(), "",  # type: ignore[arg-type]
+                             context.model_name, model_revision(context.model_name))
+    bundle.attach_encoder(context.device, model, tokenizer, progress=context.progress)
+    repos = sorted({t["repo_id"] for t in tasks})
+
+    lora = PerRowLora(model, LoraSpec(options.r, options.alpha, tuple(options.target_modules)))
+    shapes, layers = module_layout(lora.layers)
+    if kind == "static":
+        vectors = bundle.snapshot_codes(bench, repos)
+        table = torch.from_numpy(np.stack([vectors[r] for r in repos]))   # (repos, d_in)
+        hyper = Code2LoRA(table.shape[1], options.hypernet_config(), shapes, layers)
+        hyper.fit_input_stats(table)
+        codes: torch.nn.Module = StaticCodes(table)
+        index = {r: i for i, r in enumerate(repos)}
+        rows = [index[t["repo_id"]] for t in tasks]
+    else:
+        from .codes import diff_sequences
+        seqs = diff_sequences(bench, bundle.cache, repos, context.progress)  # type: ignore[arg-type]
+        gru = DiffGRU(next(iter(seqs.values()))[1].shape[1], options.evo_config())
+        gru.fit_input_stats(torch.from_numpy(np.concatenate([s for _, s in seqs.values()])))
+        hyper = Code2LoRA(options.state_dim, options.hypernet_config(standardise=False), shapes, layers)
+        position = {r: {c: k for k, c in enumerate(idx)} for r, (idx, _) in seqs.items()}
+        for t in tasks:
+            if t["commit_index"] not in position[t["repo_id"]]:
+                raise UserError(f"{bench.dir}: training task {t['task_id']} is at commit "
+                                f"{t['commit_index']} of {t['repo_id']}, missing from the commits table")
+        items = sorted({(t["repo_id"], position[t["repo_id"]][t["commit_index"]]) for t in tasks})
+        item_index = {it: i for i, it in enumerate(items)}
+        codes = EvoCodes(gru, {r: torch.from_numpy(s) for r, (_, s) in seqs.items()}, items)
+        rows = [item_index[(t["repo_id"], position[t["repo_id"]][t["commit_index"]])] for t in tasks]
+        bundle.gru = gru
+    bundle.hyper = hyper
+
+    examples = encode_tasks(tokenizer, tasks, options.max_seq_len)
+    for example, row in zip(examples, rows):
+        example["row"] = row
+    net = HyperLM(model, lora, hyper, codes, options.contrastive, options.margin)
+    out = context.artifacts("hypernetwork_training")
+    result = train_causal_lm(net, tokenizer, examples, options.train_config(context.seed), out,
+                             context.device, title=title, trainer_cls=HyperTrainer,
+                             progress=context.progress)
+    (out / "train_result.json").write_text(json.dumps(
+        {**result.to_dict(), "n_tasks": len(tasks), "n_repos": len(repos),
+         "options": asdict(options)}, indent=2))
+    hyper.eval()
+    if bundle.gru is not None:
+        bundle.gru.eval()
+    bundle.extra = {"train": {"steps": result.steps, "train_loss": result.train_loss,
+                              "wall_time_s": result.wall_time_s, "tokens_per_s": result.tokens_per_s,
+                              "n_tasks": len(tasks), "n_repos": len(repos)}}
+    return bundle

@@ -1,0 +1,134 @@
+"""Training a hypernetwork through the frozen model, with the shared training module.
+
+Each training row carries the index of its item (a repository for Static, a (repository,
+commit) for Evo). ``HyperLM.forward`` turns the batch's items into code vectors, generates
+one adapter per row, puts them into the per-row LoRA layers (``PerRowLora.set_batch``,
+differentiable) and returns the completion-only cross-entropy. Batches mix repositories,
+so one optimizer step sees several generated adapters.
+
+Against collapse (every repository getting the same adapter), besides the input
+standardisation of the hypernetwork: ``contrastive > 0`` adds a hinge that asks each row
+to fit its tasks better with its own adapter than with the adapter of another row of the
+batch from a different item:  λ · mean(relu(margin + CE_own - CE_other)). It costs a
+second forward pass.
+
+Only the hypernetwork is trained and checkpointed (the base model stays frozen and is
+not written into ``Trainer`` checkpoints).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import Trainer
+
+from evaluators.lora.model import PerRowLora
+from evaluators.training import IGNORE
+
+from .evo import DiffGRU
+from .hypernetwork import Code2LoRA
+
+TRAINABLE_FILE = "hypernetwork_trainable.safetensors"
+
+
+class StaticCodes(nn.Module):
+    """Item index -> its repository vector (a fixed table)."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.register_buffer("table", table)                               # (items, d)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.table[rows]                                            # (n, d)
+
+
+class EvoCodes(nn.Module):
+    """Item index -> the GRU state after that (repository, commit position)."""
+
+    def __init__(self, gru: DiffGRU, seqs: dict[str, torch.Tensor], items: list[tuple[str, int]]):
+        super().__init__()
+        self.gru = gru
+        self.seqs, self.items = seqs, items          # diff vectors per repository (not saved)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.gru.states_for(self.seqs, [self.items[i] for i in rows.tolist()])
+
+
+def row_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed token cross-entropy, token count) per row, next-token shifted."""
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]                 # (n, t-1, V), (n, t-1)
+    ce = nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE,
+                                     reduction="none")                     # (n, t-1)
+    return ce.sum(1), (labels != IGNORE).sum(1)
+
+
+class HyperLM(nn.Module):
+    def __init__(self, lm: nn.Module, lora: PerRowLora, hyper: Code2LoRA, codes: nn.Module,
+                 contrastive: float = 0.0, margin: float = 0.1):
+        super().__init__()
+        self.lm, self.lora, self.hyper, self.codes = lm, lora, hyper, codes
+        self.contrastive, self.margin = contrastive, margin
+        for p in lm.parameters():
+            p.requires_grad_(False)
+
+    def _set_factors(self, factors: dict, order: torch.Tensor | None = None) -> None:
+        A = {p: (a if order is None else a[order]) for p, (a, b) in factors.items()}
+        B = {p: (b if order is None else b[order]) for p, (a, b) in factors.items()}
+        first = next(iter(A.values()))
+        self.lora.set_batch(A, B, self.hyper.scale(first.shape[0], first))
+
+    def forward(self, input_ids, attention_mask, labels, row):
+        z = self.codes(row)                                                # (n, d)
+        factors = self.hyper(z)                                            # path -> (A, B)
+        self._set_factors(factors)
+        logits = self.lm(input_ids=input_ids, attention_mask=attention_mask).logits
+        own, count = row_losses(logits, labels)                            # (n,), (n,)
+        loss = own.sum() / count.sum().clamp(min=1)
+        other_row = _other_rows(row)
+        if self.contrastive > 0 and other_row is not None:
+            self._set_factors(factors, other_row)
+            logits = self.lm(input_ids=input_ids, attention_mask=attention_mask).logits
+            other, _ = row_losses(logits, labels)
+            per_tok = count.clamp(min=1)
+            hinge = torch.relu(self.margin + own / per_tok - other / per_tok)
+            loss = loss + self.contrastive * hinge.mean()
+        self.lora.clear()
+        return {"loss": loss}
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+                if not k.startswith("lm.")}
+
+
+def _other_rows(row: torch.Tensor) -> torch.Tensor | None:
+    """For each row, a row of the batch with a different item (None: one item only)."""
+    items = row.tolist()
+    if len(set(items)) < 2:
+        return None
+    n = len(items)
+    out = []
+    for i in range(n):
+        j = next(((i + s) % n for s in range(1, n) if items[(i + s) % n] != items[i]))
+        out.append(j)
+    return torch.tensor(out, device=row.device)
+
+
+class HyperTrainer(Trainer):
+    """``Trainer`` that checkpoints the hypernetwork only (not the frozen base model)."""
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        save_file(self.model.trainable_state_dict(), os.path.join(output_dir, TRAINABLE_FILE),
+                  metadata={"format": "pt"})
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        state = load_file(str(Path(resume_from_checkpoint) / TRAINABLE_FILE))
+        missing = (model or self.model).load_state_dict(state, strict=False)
+        bad = [k for k in missing.missing_keys if not k.startswith("lm.")]
+        if bad or missing.unexpected_keys:
+            raise RuntimeError(f"{resume_from_checkpoint}: checkpoint does not match the "
+                               f"hypernetwork ({(bad + missing.unexpected_keys)[:3]})")

