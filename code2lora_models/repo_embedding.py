@@ -55,6 +55,19 @@ _SCHEMA = pa.schema([("repo_id", pa.string()), ("commit_sha", pa.string()),
                      ("digest", pa.string()), ("vector", pa.list_(pa.float32()))])
 
 
+def _groups(indexes: list[int], sizes: list[int], max_texts: int) -> list[list[int]]:
+    """Consecutive groups of items holding at most ``max_texts`` texts (one item at least)."""
+    groups: list[list[int]] = []
+    total = 0
+    for i, n in zip(indexes, sizes):
+        if not groups or total + n > max_texts:
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += n
+    return groups
+
+
 class EmbeddingCache:
     """Snapshot and diff vectors of one encoder, in ``DIR/<encoder hash>.parquet``."""
 
@@ -83,12 +96,11 @@ class EmbeddingCache:
 
     def many(self, items: list[tuple[str, str, str, list[str]]], progress=None) -> list[np.ndarray]:
         """Vectors of (repo_id, commit, kind, texts) items; missing ones are embedded in
-        one pass (their chunks batched together) and cached."""
+        groups of about 256 texts (their chunks batched together), each group written to
+        the cache as soon as it is done."""
         out: list[np.ndarray | None] = [self._get((r, c, k), texts) for r, c, k, texts in items]
         todo = [i for i, v in enumerate(out) if v is None]
-        step = 64
-        for start in range(0, len(todo), step):
-            part = todo[start:start + step]
+        for part in _groups(todo, [len(items[i][3]) for i in todo], max_texts=256):
             texts = [t for i in part for t in items[i][3]]
             vectors = self.encoder.embed(texts)
             at = 0
@@ -99,9 +111,9 @@ class EmbeddingCache:
                 r, c, k, ts = items[i]
                 self._rows[(r, c, k)] = (digest(ts), out[i])
                 self._dirty = True
+            self.flush()                   # an interrupted encoding keeps what it did
             if progress is not None:
                 progress(len(part))
-        self.flush()
         return [v for v in out if v is not None]
 
     def flush(self) -> None:

@@ -79,10 +79,15 @@ def to_markdown(entries: list[dict]) -> str:
              "strict_em", "edit sim"], rows)]
         audited = [e for e in board if e.get("audit")]
         if audited:
-            parts.append(markdown_table(
-                ["method", "own adapter", "mean adapter", "shuffled adapter", "adapter cosine"],
-                [[e["method"], *(f"{e['audit'][k]['micro']:.1f}" for k in ("own", "mean", "shuffled")),
-                  f"{e['audit'].get('cosine', {}).get('mean', float('nan')):.4f}"] for e in audited]))
+            parts.append("Adapter audit (em %, micro with 95% CI; own minus mean is paired):\n\n"
+                         + markdown_table(
+                ["method", "own adapter", "mean adapter", "shuffled adapter", "own - mean",
+                 "raw cosine", "centred cosine"],
+                [[e["method"], *(_with_ci(e["audit"].get(k)) for k in ("own", "mean", "shuffled")),
+                  _diff(e["audit"].get("own_minus_mean")),
+                  f"{e['audit'].get('cosine', {}).get('mean', float('nan')):.4f}",
+                  f"{e['audit'].get('cosine', {}).get('centred_mean', float('nan')):.4f}"]
+                 for e in audited]))
         repos = sorted({r for e in board for r in e["per_repo"]})
         if repos and len(board) > 0:
             parts.append("Per repository (em, %, tasks):\n\n" + markdown_table(
@@ -207,3 +212,15 @@ def write_leaderboard(runs_dir: str | Path, out_dir: str | Path) -> tuple[list[d
         return entries, "leaderboard.png not drawn: matplotlib is not installed " \
                         "(pip install matplotlib)"
     return entries, None
+
+
+def _with_ci(v: dict | None) -> str:
+    if not v:
+        return "-"
+    return f"{v['micro']:.1f} [{v['micro_ci'][0]:.1f}, {v['micro_ci'][1]:.1f}]"
+
+
+def _diff(v: dict | None) -> str:
+    if not v:
+        return "-"
+    return f"{v['delta']:+.1f} [{v['ci'][0]:+.1f}, {v['ci'][1]:+.1f}]"

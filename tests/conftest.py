@@ -1,8 +1,11 @@
 """Shared test helpers: tiny git repositories made on the fly, with fixed dates."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,10 @@ import pytest
 # Offline before anything imports huggingface_hub (it reads these once, at import time).
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
+# Module-scoped fixtures run before the per-test cache below applies: they get a
+# session-wide temporary cache, never the user's home.
+os.environ["REPOPEFTBENCH_CACHE"] = tempfile.mkdtemp(prefix="repopeftbench-tests-")
+atexit.register(shutil.rmtree, os.environ["REPOPEFTBENCH_CACHE"], ignore_errors=True)
 
 _ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "t@example.com",
         "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "t@example.com",

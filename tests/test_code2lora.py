@@ -159,6 +159,9 @@ def test_static_trains_and_evaluates_with_the_audit(world, static_ckpt, tmp_path
     assert res.n_predicted_now == 0 and res.audit["cosine"]["n_adapters"] == res.scores["n_repos"]
     assert json.loads((static_ckpt / "method.json").read_text())["options"]["encoder"] == "base"
     assert res.method["encoder"] == "base"          # options come from the checkpoint
+    assert main(["leaderboard", "--runs", str(tmp_path), "--out", str(tmp_path / "board")]) == 0
+    board = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "Adapter audit" in board and "own - mean" in board
 
 
 def test_exported_adapter_gives_the_in_memory_logits(world, static_ckpt, tmp_path):
