@@ -129,12 +129,36 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).expanduser().exists()
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: ``OMP_NUM_THREADS`` if set, else the CPU affinity
+    mask (a container or ``taskset`` limit), else the machine's count."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def configure_threads() -> int:
+    """Set torch's intra-op threads to the usable cores (torch's own default counts every
+    core of the machine, and one busy core then slows every matmul); returns the count."""
+    import torch
+    n = usable_cores()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
 def load_model(name_or_path: str, device: str = "cpu", dtype: str = "auto"):
     """(model, tokenizer, resolved path) in eval mode: bf16 on CUDA, float32 on CPU by default."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     check_device(device)
+    if not device.startswith("cuda"):
+        configure_threads()
     if name_or_path not in ALIASES and _looks_like_path(name_or_path):
         local = Path(name_or_path).expanduser()
         if not local.exists():

@@ -55,6 +55,18 @@ def test_generation_protocol(tiny_model):
     one_by_one = [gen.generate([p])[0] for p in prompts]
     assert batched == one_by_one  # left padding and length batching change nothing
     assert batched == reference_generate(gen, prompts)  # same as model.generate per prompt
+    # one at a time, prompts sharing a prefix reuse its key/value cache: same predictions
+    one = HFGenerator(model, tok, GenerationConfig(max_new_tokens=12, max_input_tokens=64,
+                                                   batch_size=1, min_shared_tokens=2), progress=False)
+    source = TESTS["tests/test_m0.py"] + TESTS["tests/test_m1.py"]
+    cuts = [source[:k] for k in range(20, len(source), 37)] + ["x = compute(3)\nassert x == "]
+    assert one.generate(cuts) == reference_generate(one, cuts)
+    calls = []
+    model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape[1]),
+                                    with_kwargs=True)
+    one.generate(cuts[:3])
+    prefill = [n for n in calls if n > 1]
+    assert sum(prefill) < sum(len(one.encode(c)) for c in cuts[:3])   # shared tokens computed once
     newline = set(gen.newline_ids.tolist())
     for ids in gen.generate_ids([gen.encode(p) for p in prompts[:1]]) + [
             gen.generate_ids([gen.encode(p)])[0] for p in prompts]:
@@ -214,3 +226,15 @@ def test_leaderboard_is_honest_about_samples_and_small_cis(bench, tmp_path):
     from evaluators.leaderboard import display_model
     assert "de-quantised from 4-bit" in display_model("smollm2")
     assert to_markdown([]).startswith("# RepoPeftBench leaderboard")
+
+
+def test_threads_follow_the_cores_the_process_may_use(monkeypatch):
+    import os
+
+    from evaluators.models import configure_threads, usable_cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert usable_cores() == 1 and configure_threads() == 1 and torch.get_num_threads() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    if hasattr(os, "sched_getaffinity"):
+        assert usable_cores() == len(os.sched_getaffinity(0))
+    configure_threads()

@@ -20,6 +20,11 @@ class GenerationConfig:
     max_input_tokens: int = 4096
     batch_size: int | None = None
     stop_at_newline: bool = True
+    # Reuse the key/value cache of the previous prompt's longest common token prefix
+    # (prompts are ordered so that those sharing a prefix are neighbours); at least
+    # ``min_shared_tokens`` must be shared for the cache to be kept. Batch size 1 only.
+    reuse_prefix: bool = True
+    min_shared_tokens: int = 8
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,8 +2,13 @@
 section 8: greedy, at most 64 new tokens, input left-truncated to 4096 tokens, FIM special
 tokens banned, each row stopping at the end of its line. Prompts are batched by length.
 
-Rows that need a LoRA adapter are grouped by adapter; each group runs with its adapter
-loaded through PEFT, rows without one run on the base model.
+Rows of different LoRA adapters share batches through the per-row LoRA layers; rows
+without one run on the base model.
+
+Shared prefixes: at batch size 1 (the CPU default), prompts are ordered by (adapter, token
+ids), so prompts that share a prefix (the same file cut at different places, the same
+imports and class header) are neighbours, and each prompt keeps the key/value cache of its
+longest common prefix with the previous one and computes only the rest.
 """
 from __future__ import annotations
 
@@ -115,7 +120,6 @@ class HFGenerator:
         """Raw continuations (decoded, special tokens skipped), in the order of ``prompts``;
         with ``lora``, row i runs with ``adapters[i]`` (rows of any adapters share batches)."""
         encoded = [self.encode(p) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
         outputs: list[str] = [""] * len(prompts)
         bs = self.config.batch_size
         assert bs is not None
@@ -123,18 +127,98 @@ class HFGenerator:
         if bar is None:
             bar = tqdm(total=len(prompts), desc=desc, unit="task", disable=not self.progress,
                        file=sys.stderr, leave=False)
-        for start in range(0, len(order), bs):
-            idx = order[start:start + bs]
-            row_adapters = [adapters[i] for i in idx] if adapters is not None else None
-            for i, ids in zip(idx, self.generate_ids([encoded[i] for i in idx], model,
-                                                     row_adapters, lora)):
+        if bs == 1 and self.config.reuse_prefix:
+            for i, ids in self._generate_sharing(encoded, model, adapters, lora, bar):
                 outputs[i] = self.tokenizer.decode(ids, skip_special_tokens=True)
-            bar.update(len(idx))
+        else:
+            order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
+            for start in range(0, len(order), bs):
+                idx = order[start:start + bs]
+                row_adapters = [adapters[i] for i in idx] if adapters is not None else None
+                for i, ids in zip(idx, self.generate_ids([encoded[i] for i in idx], model,
+                                                         row_adapters, lora)):
+                    outputs[i] = self.tokenizer.decode(ids, skip_special_tokens=True)
+                bar.update(len(idx))
         if own_bar:
             bar.close()
         if lora is not None:
             lora.clear()
         return outputs
+
+    def _generate_sharing(self, encoded: list[list[int]], model, adapters: list | None, lora,
+                          bar: tqdm):
+        """(index, continuation ids) per prompt, one at a time, each reusing the cache of its
+        longest common prefix with the previous prompt of the same adapter."""
+        first: dict[int, int] = {}     # adapter object -> order of first appearance
+        group = [first.setdefault(id(adapters[i]), len(first) + 1)
+                 if adapters is not None and adapters[i] is not None else 0
+                 for i in range(len(encoded))]
+        order = sorted(range(len(encoded)), key=lambda i: (group[i], encoded[i], i))
+        prev: list[int] = []
+        cache = None
+        for n, i in enumerate(order):
+            ids = encoded[i]
+            shared = 0
+            if cache is not None and group[i] == group[order[n - 1]]:
+                while shared < min(len(prev), len(ids)) and prev[shared] == ids[shared]:
+                    shared += 1
+                shared = min(shared, len(ids) - 1)      # at least one token to compute
+            if shared < self.config.min_shared_tokens:
+                shared, cache = 0, None
+            else:
+                _crop(cache, shared)
+            if lora is not None and (n == 0 or group[i] != group[order[n - 1]]):
+                lora.set_adapters([adapters[i] if adapters is not None else None])
+            out, cache = self._decode_one(ids, shared, cache, model)
+            prev = ids
+            bar.update(1)
+            yield i, out
+
+    @torch.inference_mode()
+    def _decode_one(self, ids: list[int], shared: int, cache, model) -> tuple[list[int], object]:
+        """Greedy continuation of one prompt whose first ``shared`` tokens are in ``cache``."""
+        model = model if model is not None else self.model
+        cache = cache if cache is not None else DynamicCache()
+        x = torch.tensor([ids[shared:]], device=self.device)
+        positions = torch.arange(shared, len(ids), device=self.device)[None]
+        mask = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
+        out = model(input_ids=x, attention_mask=mask, position_ids=positions, use_cache=True,
+                    **{self._cache_arg: cache})
+        logits = out.logits[:, -1, :]
+        stop = set(self.newline_ids.tolist()) if self.config.stop_at_newline else set()
+        if self.tokenizer.eos_token_id is not None:
+            stop.add(self.tokenizer.eos_token_id)
+        banned = [b[0] for b in self.banned]
+        result: list[int] = []
+        pos = len(ids)
+        for step in range(self.config.max_new_tokens):
+            if banned:
+                logits[:, banned] = float("-inf")
+            tok = int(logits.argmax(-1))
+            result.append(tok)
+            if tok in stop or step == self.config.max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones((1, 1))], dim=1)
+            out = model(input_ids=torch.tensor([[tok]], device=self.device), attention_mask=mask,
+                        position_ids=torch.tensor([[pos]], device=self.device), use_cache=True,
+                        **{self._cache_arg: cache})
+            pos += 1
+            logits = out.logits[:, -1, :]
+        return result, cache
+
+
+def _crop(cache, length: int) -> None:
+    """Keep the first ``length`` positions of a key/value cache (any transformers version)."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        for layer in layers:
+            if getattr(layer, "keys", None) is not None:
+                layer.keys = layer.keys[..., :length, :]
+                layer.values = layer.values[..., :length, :]
+        return
+    for store in (cache.key_cache, cache.value_cache):     # transformers < 4.56
+        for j, t in enumerate(store):
+            store[j] = t[..., :length, :]
 
 
 class HFBackend(GenerationBackend):
