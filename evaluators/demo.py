@@ -1,8 +1,11 @@
-"""The README's first command: build a small benchmark, evaluate, write the leaderboard."""
+"""The README's first command: build a small benchmark from what any machine has offline
+(installed packages' test suites, read as snapshots, and this project's git history),
+evaluate the methods that need no training, write the leaderboard."""
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -15,41 +18,100 @@ from .harness import evaluate, format_scores
 from .leaderboard import to_markdown, write_leaderboard
 
 
+# Installed packages that ship their test suites, smallest first (the first 10 found).
+DEMO_PACKAGES = ("mpmath", "dill", "multiprocess", "pyarrow", "networkx", "matplotlib", "numpy",
+                 "sklearn", "scipy", "sympy", "pandas")
+PROJECT_ID = "repopeftbench/repopeftbench"
+
+
+def installed_test_suites(limit: int = 10) -> list[tuple[str, Path]]:
+    """(name, directory) of installed packages with a test suite (not imported)."""
+    found = []
+    for name in DEMO_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        d = Path(list(spec.submodule_search_locations)[0])
+        if next(d.rglob("test_*.py"), None) is not None:
+            found.append((name, d))
+        if len(found) == limit:
+            break
+    return found
+
+
+def project_repository() -> Path | None:
+    """This project's git work tree, when it runs from a clone (editable install)."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / ".git").exists() else None
+
+
 def default_repo_list(out: Path) -> Path:
-    """A list holding the git repository the command runs in."""
-    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
-    if top.returncode != 0:
-        raise UserError("not inside a git repository; pass --repos LIST")
-    root = Path(top.stdout.strip())
+    """Installed packages' test suites (read as snapshots) and this project's history.
+
+    Splits are forced, so they depend on neither the clone's folder name nor hashing luck:
+    every other package (in name order) is a cross-repo test repository, the rest and the
+    project are training repositories (whose in-repo test split is evaluated)."""
+    suites = installed_test_suites()
+    project = project_repository()
+    if len(suites) < 5:
+        raise UserError(f"the demo needs at least 5 installed packages with test suites, found "
+                        f"{len(suites)} ({', '.join(n for n, _ in suites) or 'none'}); install "
+                        f"the project with its 'eval' and 'rag' extras, or pass --repos LIST")
+    rows = [{"repo_id": f"pypi/{name}", "url": str(path),
+             "split": "cr_test" if i % 2 else "train"}
+            for i, (name, path) in enumerate(sorted(suites))]
+    if project is not None:
+        rows.append({"repo_id": PROJECT_ID, "url": str(project), "split": "train"})
     repos = out / "repos.jsonl"
     repos.parent.mkdir(parents=True, exist_ok=True)
-    repos.write_text(json.dumps({"repo_id": f"local/{root.name}", "url": str(root)}) + "\n")
+    repos.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return repos
 
 
-def run_demo(out: str | Path, repos: str | Path | None = None, method: str = "pretrained",
-             model: str = "smollm2", limit: int = 40, device: str = "cpu",
+def demo_methods() -> list[str]:
+    """Registered methods that need no training and whose packages are installed, except
+    rag-dense (embedding whole packages takes minutes on a CPU)."""
+    from .registry import available_methods, get_method
+    out = []
+    for name in available_methods():
+        cls = get_method(name)
+        if cls.trainable or not cls.uses_model or name == "rag-dense":
+            continue
+        if name == "rag-bm25" and importlib.util.find_spec("bm25s") is None:
+            continue
+        out.append(name)
+    return out
+
+
+def run_demo(out: str | Path, repos: str | Path | None = None, methods: list[str] | None = None,
+             model: str = "smollm2", limit: int = 20, device: str = "cpu",
              batch_size: int | None = None, progress: bool = True,
              say: Callable[[str], None] = print) -> list[dict]:
-    """Mine ``repos`` (default: the current git repository), evaluate ``method`` on its
-    static test splits (at most ``limit`` tasks each), write the leaderboard."""
+    """Mine ``repos`` (default: installed packages' test suites and this project), evaluate
+    ``methods`` (default: every method that needs no training) on the static test splits
+    (a fixed sample of ``limit`` tasks each), write the leaderboard."""
+    t0 = time.time()
     out = Path(out)
     repo_list = Path(repos) if repos is not None else default_repo_list(out)
+    methods = methods or demo_methods()
     say(f"1/3 building the benchmark from {repo_list} into {out / 'bench'}")
-    summary = build(repo_list, out / "bench", BuildConfig(), workers=1, progress=progress)
+    summary = build(repo_list, out / "bench", BuildConfig(), workers=2, progress=progress)
     if summary.n_ok == 0:
         raise UserError("no repository gave tasks")
     bench = Benchmark(out / "bench")
     splits = [s for s in ("test_in_repo", "test_cross_repo", "test_ood") if s in bench.splits("static")]
-    say(f"2/3 evaluating {method} ({model}) on {', '.join(splits)}, at most {limit} tasks each")
-    for split in splits:
-        results = evaluate(out / "bench", "static", split, method, model,
-                           out / "runs" / f"{method}-{split}", limit=limit, device=device,
-                           generation=GenerationConfig(batch_size=batch_size), progress=progress)
-        say(format_scores(results))
+    say(f"2/3 evaluating {', '.join(methods)} ({model}) on {', '.join(splits)}, "
+        f"{limit} tasks each")
+    for method in methods:
+        for split in splits:
+            results = evaluate(out / "bench", "static", split, method, model,
+                               out / "runs" / f"{method}-{split}", limit=limit, device=device,
+                               generation=GenerationConfig(batch_size=batch_size), progress=progress)
+            say(format_scores(results))
     say(f"3/3 leaderboard in {out / 'leaderboard'}")
     entries, warning = write_leaderboard(out / "runs", out / "leaderboard")
     say(to_markdown(entries))
     if warning:
         say(warning)
+    say(f"demo done in {time.time() - t0:.0f} s")
     return entries

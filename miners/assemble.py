@@ -21,6 +21,7 @@ from repopeftbench.schema import (COMMITS, CONTEXT, EVOLUTION, FILE_SPLITS, REPO
                                   STATIC, table_from_rows, table_path)
 from repopeftbench.splits import chronological_split, cross_repo_split, in_repo_split
 
+from .acquire import source_kind
 from .config import BuildConfig
 from .evolution_miner import eval_cap, smart_cap
 from .job import CONTEXT_PART, RepoResult, paths
@@ -136,7 +137,8 @@ def _repo_row(spec: RepoSpec, result: RepoResult, split: str, tracks: list[str])
     ok = any(parts[t].ok for t in tracks)
     reasons = "; ".join(f"{t}: {parts[t].reason}" for t in tracks if not parts[t].ok)
     return {
-        "repo_id": spec.repo_id, "url": spec.url, "commit_sha": info.snapshot if info else None,
+        "repo_id": spec.repo_id, "url": spec.url, "source": source_kind(spec),
+        "commit_sha": info.snapshot if info else None,
         "commit_timestamp": st.commit_timestamp if st else None, "license": spec.license,
         "stars": spec.stars, "created_at": info.created_at if info else spec.created_at,
         "cross_repo_split": split, "status": "ok" if ok else "failed",

@@ -145,7 +145,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from evaluators.demo import run_demo
 
-    run_demo(args.out, args.repos, args.method, args.model, args.limit, args.device,
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    run_demo(args.out, args.repos, methods, args.model, args.limit, args.device,
              args.batch_size, progress=not args.no_progress)
     return 0
 
@@ -324,13 +325,17 @@ def make_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_adapt)
 
     d = sub.add_parser("demo", help="build a small benchmark, evaluate, write the leaderboard",
-                       description="The main job on a built-in default: mine the git repository "
-                                   "you are in (or --repos), evaluate the default model zero-shot "
-                                   "on its test splits, and write the leaderboard. Offline.")
-    d.add_argument("--repos", default=None, help="repository list (default: the current repository)")
+                       description="The main job on a built-in default, offline: mine the test "
+                                   "suites of installed packages (numpy, networkx, pyarrow, ...) "
+                                   "and this project's git history (or --repos), evaluate every "
+                                   "method that needs no training on the test splits, and write "
+                                   "the leaderboard.")
+    d.add_argument("--repos", default=None,
+                   help="repository list (default: installed packages' test suites + this project)")
     d.add_argument("--out", default="build/demo")
-    d.add_argument("--method", default="pretrained")
-    d.add_argument("--limit", type=_positive_int, default=40, help="tasks per split (default 40)")
+    d.add_argument("--methods", default=None,
+                   help="comma-separated methods (default: pretrained and rag-bm25)")
+    d.add_argument("--limit", type=_positive_int, default=20, help="tasks per split (default 20)")
     d.add_argument("--batch-size", type=_positive_int, default=None,
                    help="prompts per batch (default: 8 on CUDA, 1 on CPU)")
     _add_model_args(d)

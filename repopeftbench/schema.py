@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 # Values of the two split axes stored on every row (SPEC section 6).
 CROSS_REPO_SPLITS = ("train", "cr_val", "cr_test", "ood")
@@ -37,6 +37,7 @@ def _schema(fields: list[pa.Field], table: str) -> pa.Schema:
 REPOS = _schema([
     pa.field("repo_id", pa.string(), nullable=False),
     pa.field("url", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),  # remote, local (git) or snapshot
     pa.field("commit_sha", pa.string()),          # snapshot mined (null when failed)
     pa.field("commit_timestamp", pa.int64()),     # committer time of the snapshot, UTC seconds
     pa.field("license", pa.string()),
@@ -136,6 +137,8 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
     "repos": {
         "repo_id": _TASK_COMMON["repo_id"],
         "url": "where it was read from (a remote URL, or a local path on the build machine)",
+        "source": "remote (cloned), local (a git repository read in place) or snapshot (a "
+                  "directory without git history, read as one commit of its files)",
         "commit_sha": "static snapshot (the last commit before the cutoff, or the pinned one)",
         "commit_timestamp": "committer time of the snapshot, UTC seconds",
         "license": "licence from the list", "stars": "stars from the list",
