@@ -101,7 +101,7 @@ def adapt(repo_path: str | Path, checkpoint: str | Path, out: str | Path,
         diff = production_diffs(repo, [(empty_tree(repo), tree)], 1_000_000, Counter())[0]
     assert bundle.gru is not None
     with torch.no_grad():
-        state = bundle.gru.run(torch.from_numpy(bundle.cache.diff(repo_id, head, diff))[None])[-1]
+        state = bundle.gru.run(torch.from_numpy(bundle.diff_vector(repo_id, head, diff))[None])[-1]
     return _write(bundle, state, Path(out), {**sidecar, "commits_folded": 0}, state)
 
 
@@ -141,6 +141,6 @@ def update(directory: str | Path, device: str = "cpu") -> Path:
     with torch.no_grad():
         for sha, diff in steps:
             state = bundle.gru.step(state[None], torch.from_numpy(
-                bundle.cache.diff(repo_id, sha, diff))[None])[0]
+                bundle.diff_vector(repo_id, sha, diff))[None])[0]
     sidecar.update(commit=head, commits_folded=int(sidecar.get("commits_folded", 0)) + len(steps))
     return _write(bundle, state, d, sidecar, state)

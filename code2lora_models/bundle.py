@@ -38,6 +38,7 @@ class Code2LoRABundle:
     base_model: str
     model_revision: str
     gru: DiffGRU | None = None
+    diff_sections: int = 0           # Evo: files encoded per diff (0: all)
     extra: dict = field(default_factory=dict)
     encoder: TextEncoder | None = field(default=None, repr=False)
     cache: EmbeddingCache | None = field(default=None, repr=False)
@@ -51,7 +52,8 @@ class Code2LoRABundle:
                 "encoder_config": self.encoder_config.to_dict(), "base_model": self.base_model,
                 "model_revision": self.model_revision, **self.extra}
         if self.gru is not None:
-            meta["evo"] = {"d_in": self.gru.d_in, **self.gru.config.to_dict()}
+            meta["evo"] = {"d_in": self.gru.d_in, "diff_sections": self.diff_sections,
+                           **self.gru.config.to_dict()}
         self.hyper.save(d, meta)
         if self.gru is not None:
             state = {k: v.detach().cpu().contiguous() for k, v in self.gru.state_dict().items()}
@@ -63,13 +65,14 @@ class Code2LoRABundle:
         from safetensors.torch import load_file
         meta = Code2LoRA.read_config(directory)
         hyper = Code2LoRA.load(directory).eval()
-        gru = None
+        gru, sections = None, 0
         if meta["kind"] == "evo":
             evo = dict(meta["evo"])
+            sections = evo.pop("diff_sections", 0)
             gru = DiffGRU(evo.pop("d_in"), EvoConfig(**evo)).eval()
             gru.load_state_dict(load_file(str(Path(directory) / GRU_FILE)))
         return cls(meta["kind"], hyper, EncoderConfig(**meta["encoder_config"]), meta["encoder"],
-                   meta["base_model"], meta["model_revision"], gru)
+                   meta["base_model"], meta["model_revision"], gru, sections)
 
     # ------------------------------------------------------------------ checks
     def check(self, model_name: str, encoder_config: EncoderConfig | None = None) -> None:
@@ -110,10 +113,18 @@ class Code2LoRABundle:
         assert self.cache is not None and self.gru is not None
         out = {}
         with torch.no_grad():
-            for repo, (indexes, seq) in diff_sequences(bench, self.cache, repos, self.progress).items():
+            for repo, (indexes, seq) in diff_sequences(bench, self.cache, repos, self.progress,
+                                                       self.diff_sections).items():
                 states = self.gru.run(torch.from_numpy(seq))
                 out[repo] = {i: s for i, s in zip(indexes, states)}
         return out
+
+    def diff_vector(self, repo_id: str, commit: str, diff: str) -> np.ndarray:
+        """One diff's vector, encoded as in training (the same cap on files per diff)."""
+        from .codes import diff_sections
+        assert self.cache is not None
+        kind = f"diff{self.diff_sections or ''}"
+        return self.cache.many([(repo_id, commit, kind, diff_sections(diff, self.diff_sections))])[0]
 
     # ------------------------------------------------------------------ adapters
     def adapters(self, z: torch.Tensor, names: list[str]) -> list[LoraAdapter]:

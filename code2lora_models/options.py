@@ -31,6 +31,7 @@ class Code2LoRAOptions(TrainOptions):
     margin: float = 0.1
     state_dim: int = 512             # Evo: GRU state size
     tbptt: int = 16                  # Evo: commits per backpropagation window
+    diff_sections: int = 16          # Evo: files encoded per diff (evenly spaced; 0: all)
     audit: bool = True               # also score the mean and shuffled adapters
 
     def encoder_config(self) -> "EncoderConfig":

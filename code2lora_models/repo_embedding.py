@@ -91,9 +91,6 @@ class EmbeddingCache:
         """The repository vector of the files' contents at ``commit``."""
         return self.many([(repo_id, commit, "snapshot", files)])[0]
 
-    def diff(self, repo_id: str, commit: str, diff: str) -> np.ndarray:
-        return self.many([(repo_id, commit, "diff", split_diff(diff))])[0]
-
     def many(self, items: list[tuple[str, str, str, list[str]]], progress=None) -> list[np.ndarray]:
         """Vectors of (repo_id, commit, kind, texts) items; missing ones are embedded in
         groups of about 256 texts (their chunks batched together), each group written to

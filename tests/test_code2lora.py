@@ -50,6 +50,10 @@ def test_pooling_is_weighted_mean_and_max_over_files():
     assert split_diff("diff --git a/x b/x\n+1\ndiff --git a/y b/y\n-2\n") == [
         "diff --git a/x b/x\n+1\n", "diff --git a/y b/y\n-2\n"]
     assert split_diff("") == []
+    from code2lora_models.codes import diff_sections
+    many = "".join(f"diff --git a/f{i} b/f{i}\n+{i}\n" for i in range(10))
+    assert [x.split()[2] for x in diff_sections(many, 3)] == ["a/f0", "a/f4", "a/f9"]
+    assert len(diff_sections(many, 0)) == 10
     # windows of 4 tokens sharing 1, at most 3 of them, evenly spaced
     offsets = [(i, i + 1) for i in range(20)]
     assert chunk_spans(offsets, 4, 1, 100)[:2] == [(0, 4), (3, 7)]
