@@ -168,6 +168,18 @@ def test_static_trains_and_evaluates_with_the_audit(world, static_ckpt, tmp_path
     assert "Adapter audit" in board and "own - mean" in board
 
 
+def test_specialisation_benchmark_runs_on_a_checkpoint(world, static_ckpt):
+    import subprocess
+    import sys
+    root, bench, tiny = world
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_code2lora_specialisation.py"
+    out = subprocess.run([sys.executable, str(script), "--checkpoint", str(static_ckpt), "--dataset",
+                          str(bench), "--split", "test_in_repo", "--limit", "8"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1].startswith("own-vs-mean ")
+    assert "none      adapter" in out
+
+
 def test_exported_adapter_gives_the_in_memory_logits(world, static_ckpt, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
