@@ -12,7 +12,6 @@ the last processed commit (incremental update) with the same result.
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_right
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
@@ -22,7 +21,7 @@ from repopeftbench.reasons import Reason
 from .assertions import Candidate, find_candidates
 from .filters import target_reason
 from .git import Change, GitRepo, diff_tree_pairs, iter_first_parent_log
-from .prefix import file_prefix, line_starts
+from .prefix import file_prefix
 from .incremental import AssertionIndex, keys_from
 from .static_miner import decode_python, make_parser, syntax_problem
 from .targets import comments_under, comments_within, flatten, target_type
@@ -142,16 +141,17 @@ def production_diffs(repo: GitRepo, pairs: list[tuple[str, str]], max_bytes: int
     return out
 
 
-def _task_row(repo_id: str, sha: str, index: int, path: str, source: bytes, starts: list[int],
+def _task_row(repo_id: str, sha: str, index: int, path: str, source: bytes,
               kind: str, cand: Candidate, target: str) -> dict:
-    lineno = bisect_right(starts, cand.cut)
+    lineno = source.count(b"\n", 0, cand.cut) + 1    # rows as tree-sitter counts them
+    line_start = source.rfind(b"\n", 0, cand.cut) + 1
     classes = [c.child_by_field_name("name") for c in cand.classes]
     func_name = cand.function.child_by_field_name("name")  # type: ignore[union-attr]
     key = "\0".join([repo_id, sha, path, cand.qualname or "", cand.family, target])
     return {
         "task_id": hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()[:20],
         "repo_id": repo_id, "commit_index": index, "commit_sha": sha, "test_file": path,
-        "lineno": lineno, "col_offset": cand.cut - starts[lineno - 1],
+        "lineno": lineno, "col_offset": cand.cut - line_start,
         "assertion_type": cand.family, "target_type": target_type(cand.main),
         "test_class": ".".join(c.text.decode(errors="replace") for c in classes if c is not None) or None,
         "test_function": func_name.text.decode(errors="replace") if func_name is not None else "",
@@ -163,12 +163,16 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
                    state: EvolutionState | None = None, progress=None,
                    task_sink: Callable[[list[dict]], None] | None = None,
                    commit_sink: Callable[[list[dict]], None] | None = None,
-                   diff_chunk: int = 256) -> EvolutionResult:
+                   diff_chunk: int = 256, window: bool = True,
+                   parse_stats: dict | None = None) -> EvolutionResult:
     """Replay first-parent history up to ``head`` (from ``state.head`` when given).
 
     Tasks go to ``task_sink`` one kept commit at a time, and commits (with their diffs,
     computed ``diff_chunk`` commits per ``git diff-tree`` call) to ``commit_sink``, when
     given: memory stays bounded on long histories. Otherwise both go into the result.
+    ``window=False`` parses every version of a test file whole (the reference the windowed
+    re-parse is checked against; the output is the same). ``parse_stats``, when given,
+    receives how many versions were parsed as a window and whole.
     """
     state = state or EvolutionState()
     parser = make_parser()
@@ -191,7 +195,7 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
         pairs.clear()
     base_tree = empty_tree(repo)
 
-    index_ = AssertionIndex(parser)
+    index_ = AssertionIndex(parser, window=window)
 
     def read_python(oid: str) -> bytes | None:
         data = repo.read_blob(oid)
@@ -217,7 +221,7 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
             index_.forget(path)  # no assertion can be in it: skip the parse
             return [], data, None
         tree, keys = index_.parse(path, data)
-        if syntax_problem(tree.root_node):
+        if tree is not None and syntax_problem(tree.root_node):
             index_.forget(path)
             counts[Reason.FILE_SYNTAX_ERROR] += 1
             return None
@@ -273,6 +277,8 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
         if len(pending) >= diff_chunk:
             flush_commits()
     flush_commits()
+    if parse_stats is not None:
+        parse_stats.update(index_.stats)
     state.head = head
     return EvolutionResult(commits, tasks, counts, state)
 
@@ -316,12 +322,11 @@ def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, 
     if before is None:  # the previous version never parsed: what is new cannot be told
         counts[Reason.EVENTS_UNKNOWN_BEFORE] += 1
         return
-    events = assertion_events([tuple(k) for k in before], after_keys)
+    before_keys = [tuple(k) for k in before]
+    events = assertion_events(before_keys, after_keys) if before_keys != after_keys else []
     if not events:
         return
-    assert tree is not None
     cands = index_.candidates(ch.path, [i for _, i in events])
-    starts = line_starts(source)
     seen: set[str] = set()
     for kind, idx in events:
         cand = cands[idx]
@@ -338,7 +343,7 @@ def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, 
             counts[reason] += 1
             continue
         seen.add(target)
-        commit_tasks.append(_task_row(repo_id, sha, index, ch.path, source, starts, kind, cand, target))
+        commit_tasks.append(_task_row(repo_id, sha, index, ch.path, source, kind, cand, target))
 
 
 def round_robin(tasks: Iterable[dict]) -> list[dict]:
