@@ -14,10 +14,16 @@ CUDA with ``--device cuda``.
 
     python benchmarks/bench_eval_throughput.py --dataset BENCH_DIR --config static \\
         --split test_cross_repo --limit 100 [--model smollm2] [--device cpu] [--batch-size N]
+
+``--limit N`` takes a fixed pseudo-random sample of the split, where few prompts share a
+prefix; ``--group-sample N`` instead takes N tasks in the split's own order (repository,
+then task id for static; commit and file order for evolution), a stretch of the split
+with the prefix sharing of a whole-split evaluation.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
 
 from evaluators.backends.base import GenerationBackend, GenerationConfig
@@ -33,13 +39,21 @@ def main() -> None:
     ap.add_argument("--config", default="static")
     ap.add_argument("--split", default="validation_cross_repo")
     ap.add_argument("--limit", type=int, default=300)
+    ap.add_argument("--group-sample", type=int, default=None,
+                    help="N tasks in split order from a hashed starting point (instead of --limit)")
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="default: the backend's choice (1 on CPU, 8 on CUDA)")
     args = ap.parse_args()
 
-    tasks = Benchmark(args.dataset).tasks(args.config, args.split, limit=args.limit)
+    bench = Benchmark(args.dataset)
+    if args.group_sample:
+        rows = bench.rows(args.config, args.split)
+        start = int(hashlib.sha256(args.split.encode()).hexdigest(), 16) % max(1, len(rows))
+        tasks = (rows[start:] + rows[:start])[:args.group_sample]
+    else:
+        tasks = bench.tasks(args.config, args.split, limit=args.limit)
     prompts = [t["prefix"] for t in tasks]
     model, tokenizer, _ = load_model(args.model, args.device)
     batch = args.batch_size or GenerationBackend.default_batch_size(args.device)

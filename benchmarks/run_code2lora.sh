@@ -3,8 +3,8 @@
 #
 #   benchmarks/run_code2lora.sh WORK_DIR [LIMIT] [MODEL]
 #
-# Trains code2lora-static (static track) and code2lora-evo (evolution track), 40 optimizer
-# steps each like shared-lora, and evaluates them with the audit (own / mean / shuffled
+# Trains code2lora-static (static track, 40 optimizer steps like shared-lora) and
+# code2lora-evo (evolution track, 20 steps), and evaluates them with the audit (own / mean / shuffled
 # adapter, cosines) on LIMIT tasks (default 100) of each static test split and LIMIT_EVO of
 # each evolution test split. Static is compared with the runs of run_baselines.sh
 # (pretrained, shared-lora; it waits for them, so both scripts can run side by side with
@@ -18,14 +18,14 @@ W=$1; LIMIT=${2:-100}; MODEL=${3:-smollm2}
 # Evolution prompts are whole files (median about 3,800 tokens on test_in_repo): on the CPU
 # every method on the evolution splits is scored on LIMIT_EVO tasks with inputs
 # left-truncated to EVO_INPUT tokens (the same for every method compared).
-LIMIT_EVO=${LIMIT_EVO:-60}; EVO_INPUT=${EVO_INPUT:-1024}
+LIMIT_EVO=${LIMIT_EVO:-40}; EVO_INPUT=${EVO_INPUT:-1024}
 # The encoder's CPU budget: at most 4 chunks of 256 tokens per file (5,611 chunks for the 30
 # repositories' context instead of 18,838); Evo encodes at most 4 files per diff, one
 # 128-token chunk each. MiniLM costs about 0.1 s per 256-token chunk on one core.
 COMMON=(--option max_seq_len=256 --option batch_size=4 --option max_train_tasks_per_repo=40
         --option save_steps=10 --option max_steps=40)
 STATIC=("${COMMON[@]}" --option max_chunks=4)
-EVO=("${COMMON[@]}" --option max_chunks=1 --option chunk_tokens=128 --option diff_sections=4)
+EVO=("${COMMON[@]}" --option max_steps=20 --option max_chunks=1 --option chunk_tokens=128 --option diff_sections=4)
 train() {  # name, method, track, extra options...
     local name=$1 m=$2 track=$3; shift 3
     [ -f "$W/ckpt/$name/method.json" ] || { /usr/bin/time -v repopeftbench train --method "$m" \

@@ -71,7 +71,9 @@ class _ChunkingEncoder:
         self.tokenizer, self.config = tokenizer, config
 
     def _spans(self, text: str) -> list[tuple[int, int]]:
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        # the whole file is tokenised once to be cut into chunks: no length warning
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                             verbose=False)
         c = self.config
         return chunk_spans(list(enc["offset_mapping"]), c.chunk_tokens, c.overlap, c.max_chunks)
 
