@@ -6,6 +6,7 @@ The scope chain (enclosing classes and functions) feeds the structured prefix.
 """
 from __future__ import annotations
 
+from functools import cached_property
 from dataclasses import dataclass, replace
 
 from tree_sitter import Node, QueryCursor
@@ -47,7 +48,7 @@ class Candidate:
     scopes: tuple[Node, ...] = ()  # enclosing class/function definitions, outermost first
     stmt: Node | None = None  # the whole assertion: the assert statement or the call
 
-    @property
+    @cached_property
     def qualname(self) -> str | None:
         """Dotted classes and function of the enclosing test, or None at module level."""
         func = self.function

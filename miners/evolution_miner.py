@@ -197,8 +197,10 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
 
     index_ = AssertionIndex(parser, window=window)
 
+    fetched: dict[str, bytes | None] = {}   # this commit's test files, read in one round
+
     def read_python(oid: str) -> bytes | None:
-        data = repo.read_blob(oid)
+        data = fetched.pop(oid) if oid in fetched else repo.read_blob(oid)
         if data is None:
             counts[Reason.FILE_MISSING_OBJECT] += 1
             return None
@@ -256,6 +258,11 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
         state.last_commit_time = commit.commit_time
         commit_events = {"added": 0, "modified": 0}
         commit_tasks: list[dict] = []
+        fetched.clear()
+        wanted = [ch.new_oid for ch in commit.changes if ch.status != "D"
+                  and ch.new_mode not in ("160000", "120000") and is_test_file(ch.path)]
+        if len(wanted) > 1:
+            fetched.update(repo.read_blobs(wanted))
         for ch in commit.changes:
             _replay_change(ch, state, counts, keys_of, parse_new, index_, commit_events,
                            commit_tasks, repo_id, commit.sha, index, config)

@@ -109,13 +109,30 @@ class GitRepo:
 
     def read_blob(self, oid: str) -> bytes | None:
         """Bytes of a blob, or None when the object is missing from the repository."""
+        return self.read_blobs([oid])[oid]
+
+    def read_blobs(self, oids: list[str], per_round: int = 256) -> dict[str, bytes | None]:
+        """Bytes of several blobs (None for a missing one), asked for ``per_round`` at a
+        time down one ``cat-file --batch`` pipe: one round trip per round, not per blob.
+        (A round's requests, 41 bytes each, fit in the pipe's buffer, so writing them
+        all before reading cannot block.)"""
         if self._batch is None:
             self._batch = subprocess.Popen(self._cmd(["cat-file", "--batch"]), env=git_env(),
                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                            stderr=subprocess.DEVNULL)
-        assert self._batch.stdin and self._batch.stdout
-        self._batch.stdin.write(oid.encode() + b"\n")
-        self._batch.stdin.flush()
+        out: dict[str, bytes | None] = {}
+        todo = list(dict.fromkeys(oids))
+        for at in range(0, len(todo), per_round):
+            chunk = todo[at:at + per_round]
+            assert self._batch.stdin
+            self._batch.stdin.write(b"".join(o.encode() + b"\n" for o in chunk))
+            self._batch.stdin.flush()
+            for oid in chunk:
+                out[oid] = self._read_one()
+        return out
+
+    def _read_one(self) -> bytes | None:
+        assert self._batch is not None and self._batch.stdout
         header = self._batch.stdout.readline()
         if not header:
             self.close()

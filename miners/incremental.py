@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tree_sitter import Node, Parser, Point, QueryCursor, Range, Tree
 
@@ -66,10 +66,12 @@ class _Top:
 
 @dataclass
 class _Part:
-    """A parse of part of a version: the nodes of units ``lo .. lo + len(nodes)``."""
+    """A parse of part of a version: the nodes of units ``lo .. lo + len(nodes)``, and the
+    candidates of those of them whose keys were computed (position -> candidates)."""
     tree: Tree
     lo: int
     nodes: list[Node]
+    found: dict[int, list[Candidate]] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,6 +140,10 @@ def keys_from(candidates: list[Candidate]) -> list[Key]:
     return out
 
 
+def _key_of(cand: Candidate) -> Key:
+    return (cand.qualname, cand.family, normalise_statement(cand.stmt.text))  # type: ignore[union-attr,return-value]
+
+
 def _code_children(node: Node) -> list[Node]:
     """Named children that are not comments (comments hold no assertion)."""
     return [c for c in node.named_children if c.type != "comment"]
@@ -185,10 +191,12 @@ def _runs(indices: list[int]) -> list[tuple[int, int]]:
 
 
 def _keys_for(tree: Tree, nodes: list[Node], reuse: dict[tuple[str, bytes], list[Key]] | None = None,
-              owners: list[str] | None = None) -> list[list[Key]]:
+              owners: list[str] | None = None, found: dict[int, list[Candidate]] | None = None
+              ) -> list[list[Key]]:
     """Keys of each unit node of ``nodes`` (consecutive units). A unit whose owner class
     and text are in ``reuse`` takes its keys from there (a unit's keys are a function of
-    both); the others are queried, one query per run of them."""
+    both); the others are queried, one query per run of them, and their candidates go
+    into ``found`` (unit position -> candidates, in key order) when given."""
     out: list[list[Key] | None] = [None] * len(nodes)
     if reuse and owners is not None:
         for i, n in enumerate(nodes):
@@ -206,7 +214,9 @@ def _keys_for(tree: Tree, nodes: list[Node], reuse: dict[tuple[str, bytes], list
                 continue
             i = bisect_right(starts, stmt.start_byte) - 1
             if first <= i <= last and stmt.end_byte <= nodes[i].end_byte and cand.qualname is not None:
-                out[i].extend(keys_from([cand]))  # type: ignore[union-attr]
+                out[i].append(_key_of(cand))  # type: ignore[union-attr]
+                if found is not None:
+                    found.setdefault(i, []).append(cand)
     return out  # type: ignore[return-value]
 
 
@@ -277,9 +287,10 @@ class AssertionIndex:
         tree = self.parser.parse(data)
         tops, found, regular = _structure(tree.root_node, data)
         nodes = [n for n, _ in found]
-        keys = _keys_for(tree, nodes)
+        part = _Part(tree, 0, nodes)
+        keys = _keys_for(tree, nodes, found=part.found)
         units = [_Unit(n.start_byte, n.end_byte, owner, keys[i]) for i, (n, owner) in enumerate(found)]
-        return _Parsed(data, units, tops, [_Part(tree, 0, nodes)], regular)
+        return _Parsed(data, units, tops, [part], regular)
 
     def _reparse(self, prev: _Parsed, data: bytes) -> _Parsed | None:
         """The new version from the old one and a parse of the edited window, or None
@@ -444,8 +455,9 @@ class AssertionIndex:
                             return None
                     tops.extend(_shift_top(t, 0, base) for t in new_tops)
                 nodes = [n for n, _ in found]
-                keys = _keys_for(tree, nodes, reuse, [o for _, o in found])
-                parts.append(_Part(tree, base + len(mid), nodes))
+                part = _Part(tree, base + len(mid), nodes)
+                keys = _keys_for(tree, nodes, reuse, [o for _, o in found], part.found)
+                parts.append(part)
                 mid.extend(_Unit(n.start_byte, n.end_byte, owner, keys[j])
                            for j, (n, owner) in enumerate(found))
             if i < len(kept):
@@ -478,20 +490,21 @@ class AssertionIndex:
             part_of[w] = part
         out: dict[int, Candidate] = {}
         for part in {id(p): p for p in part_of.values()}.values():
-            nodes, lo = part.nodes, part.lo
+            mine = [w - part.lo for w in wanted if part_of[w] is part]
+            todo = [u for u in mine if u not in part.found]   # keys reused: not queried yet
+            nodes = part.nodes
             starts = [n.start_byte for n in nodes]
-            for first, last in _runs([w - lo for w in wanted if part_of[w] is part]):
+            for first, last in _runs(todo):
                 cursor = QueryCursor(_QUERY)
                 cursor.set_byte_range(nodes[first].start_byte, nodes[last].end_byte)
-                seen: dict[int, int] = {}
                 for cand in find_candidates(part.tree.root_node, cursor):
                     stmt = cand.stmt
                     if stmt is None or cand.qualname is None:
                         continue
                     u = bisect_right(starts, stmt.start_byte) - 1
-                    if not (first <= u <= last) or stmt.end_byte > nodes[u].end_byte:
-                        continue
-                    k = bounds[u + lo] + seen.get(u, 0)
-                    seen[u] = seen.get(u, 0) + 1
-                    out[k] = cand
+                    if first <= u <= last and stmt.end_byte <= nodes[u].end_byte:
+                        part.found.setdefault(u, []).append(cand)
+            for u in mine:
+                for j, cand in enumerate(part.found.get(u, [])):
+                    out[bounds[u + part.lo] + j] = cand
         return {i: out[i] for i in indices}
