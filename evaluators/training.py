@@ -10,6 +10,7 @@ loss curve is saved as JSON and PNG beside the checkpoints.
 from __future__ import annotations
 
 import inspect
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -88,13 +89,30 @@ class CompletionCollator:
 class TrainResult:
     steps: int
     train_loss: float
-    wall_time_s: float
+    wall_time_s: float          # over every run of the training, resumptions included
     tokens: int                 # tokens in the examples seen (padding excluded)
     tokens_per_s: float
     loss_curve: list[dict]
+    resumed_from_step: int = 0  # the last run started from this checkpoint (0: none)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+ELAPSED_FILE = "elapsed.json"
+
+
+def _elapsed_callback(start: float, before: float):
+    """A ``TrainerCallback`` writing the training's wall time so far into each checkpoint,
+    so that a resumed training reports the time of all its runs."""
+    from transformers import TrainerCallback
+
+    class _Elapsed(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                write_json(folder / ELAPSED_FILE, {"wall_time_s": before + time.time() - start})
+    return _Elapsed()
 
 
 def _last_checkpoint(directory: Path) -> str | None:
@@ -149,11 +167,16 @@ def train_causal_lm(model, tokenizer, examples: list[dict], config: TrainConfig,
         bf16=cuda, use_cpu=not cuda, report_to=[],
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=not progress)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer = (trainer_cls or Trainer)(model=model, args=args, train_dataset=examples,
-                                       data_collator=CompletionCollator(pad))
+    resume = _last_checkpoint(out_dir / "trainer")
+    before = 0.0
+    if resume is not None and (Path(resume) / ELAPSED_FILE).exists():
+        before = float(json.loads((Path(resume) / ELAPSED_FILE).read_text())["wall_time_s"])
     t0 = time.time()
-    out = trainer.train(resume_from_checkpoint=_last_checkpoint(out_dir / "trainer"))
-    wall = time.time() - t0
+    trainer = (trainer_cls or Trainer)(model=model, args=args, train_dataset=examples,
+                                       data_collator=CompletionCollator(pad),
+                                       callbacks=[_elapsed_callback(t0, before)])
+    out = trainer.train(resume_from_checkpoint=resume)
+    wall = before + time.time() - t0
     steps = trainer.state.global_step
     per_step = config.batch_size * config.grad_accum
     mean_len = sum(len(e["input_ids"]) for e in examples) / len(examples)
@@ -161,7 +184,8 @@ def train_causal_lm(model, tokenizer, examples: list[dict], config: TrainConfig,
     curve = [{k: v for k, v in rec.items() if k in ("step", "loss", "learning_rate", "epoch")}
              for rec in trainer.state.log_history if "loss" in rec]
     result = TrainResult(steps, float(out.training_loss), round(wall, 2), tokens,
-                         round(tokens / wall, 1) if wall > 0 else 0.0, curve)
+                         round(tokens / wall, 1) if wall > 0 else 0.0, curve,
+                         int(resume.rsplit("-", 1)[-1]) if resume else 0)
     write_json(out_dir / "loss_curve.json", result.to_dict())
     plot_loss(curve, out_dir / "loss_curve.png", title)
     return result

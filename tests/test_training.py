@@ -53,10 +53,13 @@ def test_training_resumes_from_its_last_checkpoint(tiny, tmp_path):
     first = train_causal_lm(AutoModelForCausalLM.from_pretrained(tiny), tok, examples, cfg,
                             tmp_path, progress=False)
     assert first.steps == 2 and (tmp_path / "trainer/checkpoint-2").exists()
+    first_time = json.loads((tmp_path / "trainer/checkpoint-2/elapsed.json").read_text())["wall_time_s"]
     cfg.max_steps = 4
     second = train_causal_lm(AutoModelForCausalLM.from_pretrained(tiny), tok, examples, cfg,
                              tmp_path, progress=False)
     assert second.steps == 4 and [p["step"] for p in second.loss_curve] == [1, 2, 3, 4]
+    # the time of both runs is reported, not only the resumed one's
+    assert second.resumed_from_step == 2 and second.wall_time_s > first_time > 0
     curve = json.loads((tmp_path / "loss_curve.json").read_text())
     assert curve["steps"] == 4 and (tmp_path / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
 
