@@ -50,7 +50,8 @@ compare() {  # run_a run_b
     echo "$(basename "$(dirname "$2")")/$(basename "$2") - $(basename "$1"):"
     repopeftbench compare "$1" "$2" --dataset "$W/bench" | tail -1
 }
-special() {  # checkpoint name
+special() {  # checkpoint name (SKIP_SPECIAL=1 skips it: 100 tasks x 4 adapters take a while)
+    [ "${SKIP_SPECIAL:-0}" = 1 ] && return 0
     python "$(dirname "$0")/bench_code2lora_specialisation.py" --checkpoint "$W/ckpt/$1" \
         --dataset "$W/bench" --split validation_in_repo --limit 100 | tail -6
 }
