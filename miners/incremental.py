@@ -131,17 +131,12 @@ def normalise_statement(text: bytes) -> str:
     return " ".join(text.decode("utf-8", errors="replace").split())
 
 
-def keys_from(candidates: list[Candidate]) -> list[Key]:
-    out = []
-    for cand in candidates:
-        qual = cand.qualname
-        if qual is not None and cand.stmt is not None:
-            out.append((qual, cand.family, normalise_statement(cand.stmt.text)))
-    return out
-
-
 def _key_of(cand: Candidate) -> Key:
     return (cand.qualname, cand.family, normalise_statement(cand.stmt.text))  # type: ignore[union-attr,return-value]
+
+
+def keys_from(candidates: list[Candidate]) -> list[Key]:
+    return [_key_of(c) for c in candidates if c.qualname is not None and c.stmt is not None]
 
 
 def _code_children(node: Node) -> list[Node]:
@@ -190,33 +185,41 @@ def _runs(indices: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _keys_for(tree: Tree, nodes: list[Node], reuse: dict[tuple[str, bytes], list[Key]] | None = None,
-              owners: list[str] | None = None, found: dict[int, list[Candidate]] | None = None
-              ) -> list[list[Key]]:
-    """Keys of each unit node of ``nodes`` (consecutive units). A unit whose owner class
-    and text are in ``reuse`` takes its keys from there (a unit's keys are a function of
-    both); the others are queried, one query per run of them, and their candidates go
-    into ``found`` (unit position -> candidates, in key order) when given."""
-    out: list[list[Key] | None] = [None] * len(nodes)
-    if reuse and owners is not None:
-        for i, n in enumerate(nodes):
-            out[i] = reuse.get((owners[i], n.text))
-    todo = [i for i, k in enumerate(out) if k is None]
-    for i in todo:
-        out[i] = []
+def _candidates_in(tree: Tree, nodes: list[Node], todo: list[int]) -> dict[int, list[Candidate]]:
+    """Candidates inside the unit nodes ``nodes[i]`` for i in ``todo`` (in key order), one
+    query per run of consecutive units."""
+    out: dict[int, list[Candidate]] = {}
     starts = [n.start_byte for n in nodes]
     for first, last in _runs(todo):
         cursor = QueryCursor(_QUERY)
         cursor.set_byte_range(nodes[first].start_byte, nodes[last].end_byte)
         for cand in find_candidates(tree.root_node, cursor):
             stmt = cand.stmt
-            if stmt is None:
+            if stmt is None or cand.qualname is None:
                 continue
             i = bisect_right(starts, stmt.start_byte) - 1
-            if first <= i <= last and stmt.end_byte <= nodes[i].end_byte and cand.qualname is not None:
-                out[i].append(_key_of(cand))  # type: ignore[union-attr]
-                if found is not None:
-                    found.setdefault(i, []).append(cand)
+            if first <= i <= last and stmt.end_byte <= nodes[i].end_byte:
+                out.setdefault(i, []).append(cand)
+    return out
+
+
+def _keys_for(tree: Tree, nodes: list[Node], reuse: dict[tuple[str, bytes], list[Key]] | None = None,
+              owners: list[str] | None = None, found: dict[int, list[Candidate]] | None = None
+              ) -> list[list[Key]]:
+    """Keys of each unit node of ``nodes`` (consecutive units). A unit whose owner class
+    and text are in ``reuse`` takes its keys from there (a unit's keys are a function of
+    both); the others are queried, and their candidates go into ``found`` (unit position
+    -> candidates, in key order) when given."""
+    out: list[list[Key] | None] = [None] * len(nodes)
+    if reuse and owners is not None:
+        for i, n in enumerate(nodes):
+            out[i] = reuse.get((owners[i], n.text))
+    todo = [i for i, k in enumerate(out) if k is None]
+    fresh = _candidates_in(tree, nodes, todo)
+    for i in todo:
+        out[i] = [_key_of(c) for c in fresh.get(i, [])]
+    if found is not None:
+        found.update(fresh)
     return out  # type: ignore[return-value]
 
 
@@ -438,22 +441,20 @@ class AssertionIndex:
                 ranges = ([header] if header else []) + [(a, b)]
                 tree = self._parse_ranges(data, ranges)
                 root = tree.root_node
-                if root.has_error or syntax_problem(root) is not None:
+                if syntax_problem(root) is not None:
                     return None
                 new_tops, found, regular = _structure(root, data, len(mid))
                 if not regular:
                     return None
-                if header is not None:
+                if header is not None:   # one class, the header's, with members at col
                     if len(new_tops) != 1 or new_tops[0].start != header[0] or not found:
                         return None
-                for n, _ in found if header is not None else ():
-                    if n.start_byte < a or n.end_byte > b or _column(data, n.start_byte) != col:
-                        return None
-                if header is None:
-                    for t in new_tops:
-                        if t.start < a or t.end > b or _column(data, t.start) != 0:
-                            return None
+                    spans = [(n.start_byte, n.end_byte) for n, _ in found]
+                else:                    # statements at column 0
+                    spans = [(t.start, t.end) for t in new_tops]
                     tops.extend(_shift_top(t, 0, base) for t in new_tops)
+                if any(x < a or y > b or _column(data, x) != col for x, y in spans):
+                    return None
                 nodes = [n for n, _ in found]
                 part = _Part(tree, base + len(mid), nodes)
                 keys = _keys_for(tree, nodes, reuse, [o for _, o in found], part.found)
@@ -492,18 +493,7 @@ class AssertionIndex:
         for part in {id(p): p for p in part_of.values()}.values():
             mine = [w - part.lo for w in wanted if part_of[w] is part]
             todo = [u for u in mine if u not in part.found]   # keys reused: not queried yet
-            nodes = part.nodes
-            starts = [n.start_byte for n in nodes]
-            for first, last in _runs(todo):
-                cursor = QueryCursor(_QUERY)
-                cursor.set_byte_range(nodes[first].start_byte, nodes[last].end_byte)
-                for cand in find_candidates(part.tree.root_node, cursor):
-                    stmt = cand.stmt
-                    if stmt is None or cand.qualname is None:
-                        continue
-                    u = bisect_right(starts, stmt.start_byte) - 1
-                    if first <= u <= last and stmt.end_byte <= nodes[u].end_byte:
-                        part.found.setdefault(u, []).append(cand)
+            part.found.update(_candidates_in(part.tree, part.nodes, todo))
             for u in mine:
                 for j, cand in enumerate(part.found.get(u, [])):
                     out[bounds[u + part.lo] + j] = cand
