@@ -4,7 +4,7 @@
 #   benchmarks/run_code2lora.sh WORK_DIR [LIMIT] [MODEL]
 #
 # Trains code2lora-static (static track, 40 optimizer steps like shared-lora) and
-# code2lora-evo (evolution track, 20 steps), and evaluates them with the audit (own / mean / shuffled
+# code2lora-evo and shared-lora (evolution track, 40 steps each), and evaluates them with the audit (own / mean / shuffled
 # adapter, cosines) on LIMIT tasks (default 100) of each static test split and LIMIT_EVO of
 # each evolution test split. Static is compared with the runs of run_baselines.sh
 # (pretrained, shared-lora; it waits for them, so both scripts can run side by side with
@@ -25,7 +25,7 @@ LIMIT_EVO=${LIMIT_EVO:-40}; EVO_INPUT=${EVO_INPUT:-1024}
 COMMON=(--option max_seq_len=256 --option batch_size=4 --option max_train_tasks_per_repo=40
         --option save_steps=10 --option max_steps=40)
 STATIC=("${COMMON[@]}" --option max_chunks=4)
-EVO=("${COMMON[@]}" --option max_steps=20 --option max_chunks=1 --option chunk_tokens=128 --option diff_sections=4)
+EVO=("${COMMON[@]}" --option max_chunks=1 --option chunk_tokens=128 --option diff_sections=4)
 train() {  # name, method, track, extra options...
     local name=$1 m=$2 track=$3; shift 3
     [ -f "$W/ckpt/$name/method.json" ] || { /usr/bin/time -v repopeftbench train --method "$m" \
@@ -67,15 +67,16 @@ for split in test_in_repo test_cross_repo; do
 done
 special code2lora-static
 
-# Evo, on the evolution test splits, against Static, shared-lora and pretrained.
+# Evo, on the evolution test splits, against Static, shared-lora and pretrained. shared-lora
+# is trained again on the evolution track's train tasks (same budget as Evo: 40 steps).
 train code2lora-evo code2lora-evo evolution "${EVO[@]}"
-wait_for "$W/ckpt/shared-lora/method.json"
+train shared-lora-evo shared-lora evolution "${COMMON[@]}"
 for split in test_in_repo test_cross_repo; do
     run code2lora-evo code2lora-evo evolution "$split"
     run pretrained pretrained evolution "$split"
-    run shared-lora shared-lora evolution "$split"
+    run shared-lora-evo shared-lora evolution "$split"
     run code2lora-static code2lora-static evolution "$split" --option audit=false
-    for b in pretrained shared-lora code2lora-static; do
+    for b in pretrained shared-lora-evo code2lora-static; do
         compare "$W/runs-c2l/evolution/$split/$b" "$W/runs-c2l/evolution/$split/code2lora-evo"
     done
 done

@@ -172,11 +172,12 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
              generation: GenerationConfig = GenerationConfig(),
              method_options: list[str] | dict | None = None, checkpoint: str | Path | None = None,
              seed: int = 0, backend: str = "hf", progress: bool = True,
-             n_boot: int = 1000) -> Results:
-    """Run ``method`` on ``config/split`` of a built benchmark; write and return results."""
+             n_boot: int = 1000, sample: str = "hash") -> Results:
+    """Run ``method`` on ``config/split`` of a built benchmark; write and return results.
+    ``limit`` and ``sample`` choose a fixed sample of tasks (``Benchmark.tasks``)."""
     t0 = time.time()
     bench = Benchmark(dataset_dir)
-    tasks = bench.tasks(config, split, limit=limit)
+    tasks = bench.tasks(config, split, limit=limit, sample=sample)
     out = Path(out_dir)
     context = RunContext(model_name=model, device=device, generation=generation, seed=seed,
                          artifacts_dir=out / "artifacts", backend_name=backend, progress=progress)
@@ -231,7 +232,8 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
     results = Results(
         run_key=run_key,
         dataset=DatasetRef(str(bench.dir), bench.sha256, config, split, limit,
-                           bench.manifest.get("config", {}).get("profile")),
+                           bench.manifest.get("config", {}).get("profile"),
+                           sample if limit is not None else "hash"),
         method=obj.config(), model=model_ref, scores=summarise(scored, n_boot=n_boot), seed=seed,
         packages=package_versions(), device=device if uses_model else None, generation=gen,
         wall_time_s=round(time.time() - t0, 2), n_predicted_now=n_new,

@@ -25,11 +25,14 @@ def collect(runs_dir: str | Path) -> list[dict]:
             "config": r.dataset.config, "split": r.dataset.split,
             "dataset": r.dataset.manifest_sha256[:12], "n_tasks": s["n_tasks"],
             "n_repos": s["n_repos"], "metrics": s["metrics"], "limit": r.dataset.limit,
-            "per_repo": s.get("per_repo", {}), "audit": r.audit})
+            "per_repo": s.get("per_repo", {}), "audit": r.audit,
+            "max_input": (r.generation or {}).get("max_input_tokens") or PROTOCOL_INPUT_TOKENS,
+            "sample": r.dataset.sample})
     return entries
 
 
 SANITY_METHODS = frozenset({"gold", "empty"})
+PROTOCOL_INPUT_TOKENS = 4096
 MIN_REPOS_FOR_CI = 5
 
 
@@ -48,13 +51,18 @@ def em_cell(e: dict, which: str = "micro") -> str:
 
 
 def _board_key(e: dict) -> tuple:
-    return (e["config"], e["split"], e["limit"] or 0)
+    return (e["config"], e["split"], e["limit"] or 0, e.get("sample", "hash") if e["limit"] else "",
+            e.get("max_input", PROTOCOL_INPUT_TOKENS))
 
 
 def _board_title(key: tuple) -> str:
-    config, split, limit = key
-    sample = f", fixed sample of {limit} tasks (--limit): not ranked against full runs" if limit \
-        else ", all tasks"
+    config, split, limit, how, max_input = key
+    dealt = ", dealt over repositories" if how == "per_repo" else ""
+    sample = f", fixed sample of {limit} tasks (--limit{dealt}): not ranked against full runs" \
+        if limit else ", all tasks"
+    if max_input != PROTOCOL_INPUT_TOKENS:
+        sample += (f", inputs cut to {max_input} tokens (the protocol's budget is "
+                   f"{PROTOCOL_INPUT_TOKENS}): not ranked against other budgets")
     return f"{config}/{split}{sample}"
 
 
@@ -150,6 +158,8 @@ def to_html(entries: list[dict]) -> str:
 
         method = e["method"] + (" (sanity check)" if e["method"] in SANITY_METHODS else "")
         sample = f"--limit {e['limit']}" if e["limit"] else "all"
+        if e.get("max_input", PROTOCOL_INPUT_TOKENS) != PROTOCOL_INPUT_TOKENS:
+            sample += f", inputs cut to {e['max_input']} tokens"
         cells = [f'<td data-v="{html.escape(str(x))}">{html.escape(str(x))}</td>'
                  for x in (method, display_model(e["model"]), e["config"], e["split"], sample)]
         cells.append(f'<td class="num" data-v="{e["n_tasks"]}">{e["n_tasks"]}</td>')

@@ -75,7 +75,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     results = evaluate(args.dataset, args.config, args.split, args.method, args.model, args.out,
                        limit=args.limit, device=args.device, generation=_generation(args),
                        method_options=args.option, checkpoint=args.checkpoint, seed=args.seed,
-                       backend=args.backend, progress=not args.no_progress)
+                       backend=args.backend, progress=not args.no_progress,
+                       sample=args.sample.replace("-", "_"))
     print(format_scores(results))
     print(f"Run written to {args.out} (predictions.jsonl, results.json); "
           f"{results.n_predicted_now} tasks predicted now, {results.wall_time_s} s.")
@@ -147,7 +148,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     run_demo(args.out, args.repos, methods, args.model, args.limit, args.device,
-             args.batch_size, progress=not args.no_progress)
+             args.batch_size, progress=not args.no_progress,
+             max_input_tokens=args.max_input_tokens)
     return 0
 
 
@@ -269,6 +271,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="checkpoint directory written by 'repopeftbench train'")
     e.add_argument("--limit", type=_positive_int, default=None,
                    help="evaluate a fixed sample of N tasks")
+    e.add_argument("--sample", choices=("hash", "per-repo"), default="hash",
+                   help="how --limit samples: the first N tasks by task-id hash (default), or "
+                        "tasks dealt round-robin over repositories (covers more of them)")
     _add_generation_args(e)
     e.set_defaults(func=cmd_evaluate)
 
@@ -335,7 +340,10 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="build/demo")
     d.add_argument("--methods", default=None,
                    help="comma-separated methods (default: pretrained and rag-bm25)")
-    d.add_argument("--limit", type=_positive_int, default=20, help="tasks per split (default 20)")
+    d.add_argument("--limit", type=_positive_int, default=10, help="tasks per split (default 10)")
+    d.add_argument("--max-input-tokens", type=_positive_int, default=1024,
+                   help="left-truncate inputs to this many tokens (default 1024, to stay within "
+                        "minutes on a CPU; the benchmark protocol is 4096)")
     d.add_argument("--batch-size", type=_positive_int, default=None,
                    help="prompts per batch (default: 8 on CUDA, 1 on CPU)")
     _add_model_args(d)

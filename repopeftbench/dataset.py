@@ -25,6 +25,9 @@ class MissingTableError(UserError, FileNotFoundError):
     """A table (or a split of it) is not in the benchmark; the message says what to do."""
 
 
+SAMPLES = ("hash", "per_repo")   # how --limit samples tasks
+
+
 class Benchmark:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
@@ -81,9 +84,15 @@ class Benchmark:
         return self.read(table, split, **kwargs).to_pylist()
 
     def tasks(self, config: str, split: str, limit: int | None = None,
-              columns: list[str] | None = None, repos: Iterable[str] | None = None) -> list[dict]:
-        """Rows of a task split; ``limit`` takes a fixed pseudo-random sample (by task id
-        hash), returned in (repo_id, task_id) order."""
+              columns: list[str] | None = None, repos: Iterable[str] | None = None,
+              sample: str = "hash") -> list[dict]:
+        """Rows of a task split, in (repo_id, task_id) order. ``limit`` takes a fixed
+        pseudo-random sample: the first tasks by task-id hash (``sample="hash"``), or, with
+        ``sample="per_repo"``, tasks dealt round-robin over the repositories (each one's in
+        hash order), so that a small sample covers as many repositories as it can. Either
+        sample is nested: a larger limit contains the smaller one."""
+        if sample not in SAMPLES:
+            raise ValueError(f"unknown sample {sample!r}; choose from {', '.join(SAMPLES)}")
         if config not in TASK_CONFIGS:
             raise ValueError(f"unknown config {config!r}; choose from {', '.join(TASK_CONFIGS)}")
         if split not in FILE_SPLITS:
@@ -93,6 +102,14 @@ class Benchmark:
         rows = self.rows(config, split, columns=columns, repos=repos)
         if limit is not None and limit < len(rows):
             rows.sort(key=lambda r: hashlib.sha256(r["task_id"].encode()).hexdigest())
+            if sample == "per_repo":
+                rank: dict[str, int] = {}
+                dealt = []
+                for r in rows:                     # (turn within its repository, repository)
+                    rank[r["repo_id"]] = rank.get(r["repo_id"], -1) + 1
+                    dealt.append((rank[r["repo_id"]], r["repo_id"], r))
+                dealt.sort(key=lambda x: (x[0], x[1]))
+                rows = [r for _, _, r in dealt]
             rows = sorted(rows[:limit], key=lambda r: (r["repo_id"], r["task_id"]))
         return rows
 

@@ -29,6 +29,7 @@ class DatasetRef:
     split: str
     limit: int | None = None    # a fixed sample of this many tasks, or None for all
     profile: str | None = None  # the build's selection profile, when it records one
+    sample: str = "hash"        # how the limited sample was drawn (Benchmark.tasks)
 
 
 @dataclass

@@ -214,11 +214,18 @@ def test_leaderboard_is_honest_about_samples_and_small_cis(bench, tmp_path):
     res = evaluate(bench, "static", "test_cross_repo", "numbers-test", "-", runs / "full", progress=False)
     evaluate(bench, "static", "test_cross_repo", "numbers-test", "-", runs / "sample", limit=5,
              progress=False)
+    # a run with a smaller input budget (the demo's) is ranked on a board of its own
+    data = json.loads((runs / "full/results.json").read_text())
+    data["generation"] = {**(data.get("generation") or {}), "max_input_tokens": 1024}
+    (runs / "budget").mkdir()
+    (runs / "budget/results.json").write_text(json.dumps(data))
     assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "lb")]) == 0
     md = (tmp_path / "lb/leaderboard.md").read_text()
-    full, sample = md.index("## static/test_cross_repo, all tasks"), md.index(
+    full, sample = md.index("## static/test_cross_repo, all tasks\n"), md.index(
         "## static/test_cross_repo, fixed sample of 5 tasks (--limit): not ranked")
-    assert md.count("| 1 | numbers-test |") == 2             # each ranked on its own board
+    assert "## static/test_cross_repo, all tasks, inputs cut to 1024 tokens (the protocol's " \
+           "budget is 4096): not ranked against other budgets" in md
+    assert md.count("| 1 | numbers-test |") == 3             # each ranked on its own board
     assert "(no CI: 2 repos)" in md and "[" not in md.split("| 1 | numbers-test |")[1].split("\n")[0]
     assert "Per repository (em, %, tasks)" in md[full:sample]
     n = res.scores["per_repo"]["h/r1"]["n"]
@@ -238,3 +245,21 @@ def test_threads_follow_the_cores_the_process_may_use(monkeypatch):
     if hasattr(os, "sched_getaffinity"):
         assert usable_cores() == len(os.sched_getaffinity(0))
     configure_threads()
+
+
+def test_per_repo_sample_covers_repositories_and_is_nested(bench):
+    from repopeftbench.dataset import Benchmark
+    b = Benchmark(bench)
+    rows = b.tasks("static", "test_cross_repo")
+    repos = sorted({r["repo_id"] for r in rows})
+    assert len(repos) >= 2 and len(rows) > len(repos)
+    dealt = b.tasks("static", "test_cross_repo", limit=len(repos), sample="per_repo")
+    assert sorted(r["repo_id"] for r in dealt) == repos          # one task from each
+    bigger = b.tasks("static", "test_cross_repo", limit=len(repos) + 1, sample="per_repo")
+    assert {r["task_id"] for r in dealt} < {r["task_id"] for r in bigger}
+    assert dealt == b.tasks("static", "test_cross_repo", limit=len(repos), sample="per_repo")
+    with pytest.raises(ValueError, match="unknown sample"):
+        b.tasks("static", "test_cross_repo", limit=2, sample="random")
+    res = evaluate(bench, "static", "test_cross_repo", "gold", "-", Path(b.dir).parent / "dealt",
+                   limit=len(repos), sample="per_repo", progress=False)
+    assert res.dataset.sample == "per_repo" and res.scores["n_repos"] == len(repos)

@@ -45,6 +45,10 @@ class HFGenerator:
         # transformers renamed ``past_key_values`` to ``cache`` in forward(); accept both
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        # only the last position's logits are needed after a prompt: without this the LM head
+        # runs over every prompt token (49k-wide logits for each of up to 4,096 positions)
+        self._last_logits = next(({k: 1} for k in ("logits_to_keep", "num_logits_to_keep")
+                                  if k in params), {})
 
     def encode(self, prompt: str) -> list[int]:
         """Token ids of a prompt, left-truncated (a leading BOS token is kept)."""
@@ -86,7 +90,7 @@ class HFGenerator:
             lora.set_adapters(adapters or [None] * len(batch))   # one adapter per row
         cache = DynamicCache()
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                         use_cache=True, **{self._cache_arg: cache})
+                    use_cache=True, **{self._cache_arg: cache}, **self._last_logits)
         logits = out.logits[:, -1, :]
         next_pos = positions[:, -1] + 1
         alive = list(range(len(batch)))
@@ -183,7 +187,7 @@ class HFGenerator:
         positions = torch.arange(shared, len(ids), device=self.device)[None]
         mask = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
         out = model(input_ids=x, attention_mask=mask, position_ids=positions, use_cache=True,
-                    **{self._cache_arg: cache})
+                    **{self._cache_arg: cache}, **self._last_logits)
         logits = out.logits[:, -1, :]
         stop = set(self.newline_ids.tolist()) if self.config.stop_at_newline else set()
         if self.tokenizer.eos_token_id is not None:
