@@ -83,20 +83,35 @@ def file_assertions(root) -> list[tuple[Key, Candidate]]:
 
 
 def assertion_events(before: list[Key], after: list[Key]) -> list[tuple[str, int]]:
-    """("added" | "modified", index into ``after``) for each assertion new after the commit."""
-    remaining = Counter(before)
+    """("added" | "modified", index into ``after``) for each assertion new after the commit.
+
+    Walking ``after`` in order, the first n occurrences of a key that ``before`` holds n
+    times are old; each later one is new: "modified" when the assertion at the same place
+    of the same function before the commit is one that no longer exists, else "added".
+    Only keys that occur more often after than before can be new, so functions without
+    one are skipped."""
+    before_count, after_count = Counter(before), Counter(after)
+    new_keys = {k for k, n in after_count.items() if n > before_count[k]}
+    if not new_keys:
+        return []
+    funcs = {k[0] for k in new_keys}
     before_by_func: dict[str, list[Key]] = {}
     for key in before:
-        before_by_func.setdefault(key[0], []).append(key)
-    after_count = Counter(after)
-    position: Counter = Counter()
+        if key[0] in funcs:
+            before_by_func.setdefault(key[0], []).append(key)
+    position: Counter = Counter()    # assertions of the function seen so far
+    seen: Counter = Counter()        # occurrences of each new key seen so far
     events = []
     for idx, key in enumerate(after):
         func = key[0]
+        if func not in funcs:
+            continue
         i = position[func]
         position[func] += 1
-        if remaining[key] > 0:
-            remaining[key] -= 1
+        if key not in new_keys:
+            continue
+        seen[key] += 1
+        if seen[key] <= before_count[key]:
             continue
         old = before_by_func.get(func)
         if old is not None and i < len(old) and old[i] != key and after_count[old[i]] == 0:
@@ -339,7 +354,7 @@ def _replay_change(ch: Change, state: EvolutionState, counts: Counter, keys_of, 
         cand = cands[idx]
         commit_events[kind] += 1
         assert cand.stmt is not None
-        comments = comments_within(comments_under(cand.stmt), cand.cut, cand.end)
+        comments = comments_within(comments_under(cand.stmt, cand.cut, cand.end), cand.cut, cand.end)
         target = flatten(source, cand.cut, cand.end, comments)
         reason = target_reason(True, target, config.max_target_chars)
         if reason is None and source.find(b"(,", 0, cand.cut) != -1:  # the prefix filter, on bytes

@@ -25,16 +25,14 @@ def comment_ranges(root: Node) -> list[tuple[int, int]]:
     return sorted((n.start_byte, n.end_byte) for n in nodes)
 
 
-def comments_under(node: Node) -> list[tuple[int, int]]:
-    """Byte ranges of the comments inside ``node`` (a statement), in order."""
-    out, stack = [], [node]
-    while stack:
-        n = stack.pop()
-        if n.type == "comment":
-            out.append((n.start_byte, n.end_byte))
-        else:
-            stack.extend(n.children)
-    return sorted(out)
+def comments_under(node: Node, start: int | None = None, end: int | None = None
+                   ) -> list[tuple[int, int]]:
+    """Byte ranges of the comments inside ``node`` (a statement), in order; with ``start``
+    and ``end``, only those that overlap that byte range (a query, walked in C)."""
+    cursor = QueryCursor(_COMMENTS)
+    if start is not None and end is not None:
+        cursor.set_byte_range(start, end)
+    return sorted((n.start_byte, n.end_byte) for n in cursor.captures(node).get("c", []))
 
 
 def comments_within(ranges: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:

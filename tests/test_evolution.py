@@ -218,3 +218,44 @@ def test_a_file_that_never_parsed_before_gives_no_events(tmp_path):
         res = mine_evolution(g, g.resolve(), "r", EvolutionMinerConfig())
     assert [t["target"] for t in res.tasks] == ["20"]  # the port to Python 3 is not an event
     assert res.counts["events_unknown_before"] == 1 and res.counts["file_syntax_error"] == 1
+
+
+def _events_reference(before, after):
+    """The plain statement of assertion_events: walk ``after``, each key's first n
+    occurrences (n = its count before) are old, later ones new."""
+    from collections import Counter
+    remaining, after_count, position = Counter(before), Counter(after), Counter()
+    by_func: dict = {}
+    for key in before:
+        by_func.setdefault(key[0], []).append(key)
+    events = []
+    for idx, key in enumerate(after):
+        i = position[key[0]]
+        position[key[0]] += 1
+        if remaining[key] > 0:
+            remaining[key] -= 1
+            continue
+        old = by_func.get(key[0])
+        modified = old is not None and i < len(old) and old[i] != key and after_count[old[i]] == 0
+        events.append(("modified" if modified else "added", idx))
+    return events
+
+
+def test_assertion_events_match_the_plain_statement_on_random_edits():
+    import random
+
+    from miners.evolution_miner import assertion_events
+    rng = random.Random(0)
+    for _ in range(3000):
+        pool = [(f"f{rng.randrange(4)}", f"a{rng.randrange(6)}") for _ in range(10)]
+        before = [rng.choice(pool) for _ in range(rng.randrange(0, 12))]
+        after = list(before)
+        for _ in range(rng.randrange(0, 5)):
+            op = rng.randrange(3)
+            if op == 0 or not after:
+                after.insert(rng.randrange(len(after) + 1), rng.choice(pool))
+            elif op == 1:
+                after.pop(rng.randrange(len(after)))
+            else:
+                after[rng.randrange(len(after))] = rng.choice(pool)
+        assert assertion_events(before, after) == _events_reference(before, after)
