@@ -7,8 +7,8 @@ reuses the key/value cache of the shared prefix; at larger batch sizes it batche
 by length with left padding and drops finished rows as it decodes.
 
 The sharing bound comes from the prompts themselves: prompt tokens after the left
-truncation (4,096 tokens unless ``--max-input-tokens`` says otherwise), over the tokens left to compute when every shared prefix is computed
-once (the size of the token trie of the prompts). Prints tasks per second of both, whether
+truncation (4,096 tokens unless ``--max-input-tokens`` says otherwise), over the tokens
+left to compute when every shared prefix is computed once (the size of the token trie of the prompts). Prints tasks per second of both, whether
 the predictions are identical, and last ``speedup X.XXx bound Y.YYx``. Runs unchanged on
 CUDA with ``--device cuda``.
 
