@@ -8,8 +8,9 @@ by length with left padding and drops finished rows as it decodes.
 
 The sharing bound comes from the prompts themselves: prompt tokens after the left
 truncation (4,096 tokens unless ``--max-input-tokens`` says otherwise), over the tokens
-left to compute when every shared prefix is computed once (the size of the token trie of the prompts). Prints tasks per second of both, whether
-the predictions are identical, and last ``speedup X.XXx bound Y.YYx``. Runs unchanged on
+left to compute when every shared prefix is computed once (the size of the token trie of
+the prompts). Prints tasks per second of both, whether the predictions are identical, and
+last ``speedup X.XXx bound Y.YYx``. Runs unchanged on
 CUDA with ``--device cuda``.
 
     python benchmarks/bench_eval_throughput.py --dataset BENCH_DIR --config static \\
