@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Evaluation throughput of the harness against the naive per-task generate loop on every
+# test split of a built benchmark (issue 11), on an otherwise idle machine:
+#
+#   benchmarks/run_throughput.sh BENCH_DIR [N] [EVO_INPUT]
+#
+# N consecutive tasks of each split (default 24; --group-sample, the prefix sharing of a
+# whole-split evaluation). Evolution prompts are whole files: at the protocol's 4,096
+# tokens one task costs about 25 s on two CPU cores, so the evolution splits are measured
+# with inputs cut to EVO_INPUT tokens (default 1024, the budget of the README's evolution
+# results; pass 4096 for the protocol's). Each block ends with "speedup X bound Y".
+set -euo pipefail
+B=$1; N=${2:-24}; EVO_INPUT=${3:-1024}
+here=$(dirname "$0")
+for split in test_in_repo test_cross_repo; do
+    echo "== static $split, $N consecutive tasks"
+    python "$here/bench_eval_throughput.py" --dataset "$B" --config static --split "$split" \
+        --group-sample "$N"
+done
+for split in test_in_repo test_cross_repo; do
+    echo "== evolution $split, $N consecutive tasks, inputs cut to $EVO_INPUT tokens"
+    python "$here/bench_eval_throughput.py" --dataset "$B" --config evolution --split "$split" \
+        --group-sample "$N" --max-input-tokens "$EVO_INPUT"
+done
