@@ -7,7 +7,7 @@ an adapter goes through this object, for the harness and for ``repopeftbench ada
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -132,13 +132,44 @@ class Code2LoRABundle:
 
     @torch.no_grad()
     def mean_adapter(self, z: torch.Tensor, name: str, chunk: int = 16) -> LoraAdapter:
-        """The mean of the generated A and B factors over the code vectors ``z``."""
-        sums: dict[str, list[torch.Tensor]] = {}
-        for start in range(0, len(z), chunk):
-            for path, (a, b) in self.hyper(z[start:start + chunk]).items():
-                s = sums.setdefault(path, [torch.zeros_like(a[0]), torch.zeros_like(b[0])])
-                s[0] += a.sum(0)
-                s[1] += b.sum(0)
+        """The adapter whose weight update is the mean of the generated updates over the
+        code vectors ``z``: mean_i (alpha/r) B_i A_i, exactly.
+
+        Averaging the factors instead is not the mean update, and can be nothing at all:
+        (A, B) and (-A, -B) make the same update, and a hypernetwork that generates both
+        signs averages to zero (seen with Code2LoRA-Evo, whose factor-mean adapter scored
+        as the base model). The mean update has rank up to n r; it is written as a LoRA of
+        the rank it has (SVD, singular values below 1e-6 of the largest dropped), at most
+        min(in, out), with the same scale."""
         n = max(1, len(z))
-        return LoraAdapter(self.hyper.spec, {p: s[0] / n for p, s in sums.items()},
-                           {p: s[1] / n for p, s in sums.items()}, name, self.base_model or None)
+        dense: dict[str, torch.Tensor] = {}              # path of a distinct factor pair -> update
+        alias: dict[str, str] = {}                       # path -> path whose update it shares
+        for start in range(0, len(z), chunk):
+            factors = self.hyper(z[start:start + chunk])
+            owner: dict[int, str] = {}
+            for path in sorted(factors):
+                a, b = factors[path]                     # (m, r, in), (m, out, r)
+                first = owner.setdefault(id(a), path)
+                alias.setdefault(path, first)
+                if first != path:
+                    continue
+                update = torch.einsum("mor,mri->oi", b.double(), a.double())
+                dense[path] = dense[path] + update if path in dense else update
+        parts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for path, total in dense.items():
+            u, sv, vh = torch.linalg.svd(total / n, full_matrices=False)
+            k = max(1, int((sv > sv[0] * 1e-6).sum())) if sv.numel() and sv[0] > 0 else 1
+            root = sv[:k].sqrt()
+            parts[path] = ((root[:, None] * vh[:k]).float(), (u[:, :k] * root[None, :]).float())
+        rank = max(a.shape[0] for a, _ in parts.values())
+        spec = self.hyper.spec
+        scaling = spec.scaling
+        A: dict[str, torch.Tensor] = {}
+        B: dict[str, torch.Tensor] = {}
+        for path, first in alias.items():
+            a, b = parts[first]
+            pad = rank - a.shape[0]                       # zero rows/columns change nothing
+            A[path] = torch.cat([a, a.new_zeros(pad, a.shape[1])]) if pad else a
+            B[path] = torch.cat([b, b.new_zeros(b.shape[0], pad)], 1) if pad else b
+        mean_spec = replace(spec, r=rank, alpha=scaling * rank)   # same scale alpha / r
+        return LoraAdapter(mean_spec, A, B, name, self.base_model or None)

@@ -34,6 +34,9 @@ class _Code2LoRA(Method):
     Options = Code2LoRAOptions
     trainable = True
     audit_modes: ClassVar[tuple[str, ...]] = ("own", "mean", "shuffled")
+    # "mean" is the mean weight update since 2 (was the mean of the factors); the audit
+    # info has the update cosines since 2
+    audit_revision: ClassVar[dict[str, str]] = {"mean": "2", "info": "2"}
     kind: ClassVar[str] = ""
 
     mode = "own"

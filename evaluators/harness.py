@@ -252,7 +252,8 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
     task_set = sha256_text("\n".join(sorted(t["task_id"] for t in tasks)))[:12]
     scored = {}
     for i, mode in enumerate(modes):
-        path = cache_path if i == 0 else cache_path.with_name(f"{run_key}-{mode}-{task_set}.jsonl")
+        rev = type(obj).audit_revision.get(mode, "")
+        path = cache_path if i == 0 else cache_path.with_name(f"{run_key}-{mode}{rev}-{task_set}.jsonl")
         have = _read_cache(path)
         if i > 0:
             predict_missing(path, have, mode)
@@ -262,7 +263,8 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
                                            for t in tasks})
     if len(modes) > 1:
         obj.set_audit_mode(modes[0])
-    info_path = cache_path.with_name(f"{run_key}-audit-{task_set}.json")
+    rev = type(obj).audit_revision.get("info", "")
+    info_path = cache_path.with_name(f"{run_key}-audit{rev}-{task_set}.json")
     if info_path.exists():
         info = json.loads(info_path.read_text())
     else:

@@ -89,6 +89,9 @@ class Method:
     # adapters the audit compares: first the method's own, then the replacements
     # (e.g. ("own", "mean", "shuffled")). The harness scores every mode on the same tasks.
     audit_modes: ClassVar[tuple[str, ...]] = ()
+    # a tag per audit mode (or "info", the extra figures) whose definition changed, so
+    # that predictions cached under the old definition are not reused
+    audit_revision: ClassVar[dict[str, str]] = {}
 
     def __init__(self, context: RunContext, options: Any = None):
         self.context = context

@@ -278,3 +278,46 @@ def test_minilm_encoder_chunks_and_embeds_offline():
     enc = make_encoder(EncoderConfig(chunk_tokens=16, overlap=4, max_chunks=3))
     out = enc.embed(["def f(x):\n    return x + 1\n" * 20, "", "x = 1"])
     assert [v.shape for v in out] == [(3, 384), (0, 384), (1, 384)]
+
+
+@pytest.mark.parametrize("kind", ["direct", "per_layer"])
+def test_mean_adapter_is_the_mean_update_and_update_cosine_ignores_factor_signs(kind):
+    from types import SimpleNamespace
+
+    from code2lora_models.audit import adapter_cosine
+    from code2lora_models.bundle import Code2LoRABundle
+    torch.manual_seed(0)
+    net = Code2LoRA(6, HypernetConfig(head=HeadConfig(kind=kind, hidden=16, embed_dim=4, r=2)),
+                    SHAPES, LAYERS)
+    for p in net.parameters():
+        p.data.normal_()
+    z = torch.randn(5, 6)
+    holder = SimpleNamespace(hyper=net, base_model="")
+    mean = Code2LoRABundle.mean_adapter(holder, z, "mean", chunk=2)
+    factors = net(z)
+    for path, (a, b) in factors.items():
+        want = net.spec.scaling * torch.einsum("nor,nri->oi", b, a) / len(z)
+        got = mean.spec.scaling * mean.B[path] @ mean.A[path]
+        assert torch.allclose(got, want, atol=1e-5), path
+    assert mean.spec.r <= 8 and mean.spec.scaling == net.spec.scaling
+    # (A, B) and (-A, -B) make the same update: factor cosine -1, update cosine 1
+    sign = torch.tensor([1.0, -1.0])
+
+    def flipping(v):
+        return {p: (a * sign[:, None, None], b * sign[:, None, None]) for p, (a, b) in net(v).items()}
+
+    cos = adapter_cosine(SimpleNamespace(hyper=flipping), torch.cat([z[:1], z[:1]]))
+    assert cos["n_adapters"] == 2
+    assert cos["mean"] == pytest.approx(-1.0, abs=1e-5)
+    assert cos["update_mean"] == pytest.approx(1.0, abs=1e-5)
+    # ... and their mean update is that update, where the mean of the factors is zero
+    class Flipping:
+        spec = net.spec
+
+        def __call__(self, v):
+            return flipping(v)
+
+    both = Code2LoRABundle.mean_adapter(SimpleNamespace(hyper=Flipping(), base_model=""),
+                                        torch.cat([z[:1], z[:1]]), "both")
+    a, b = net(z[:1])["l.0.q_proj"]
+    assert torch.allclose(both.B["l.0.q_proj"] @ both.A["l.0.q_proj"], b[0] @ a[0], atol=1e-5)
