@@ -66,13 +66,16 @@ def main() -> None:
                                            f"{a[m]['micro_ci'][1]:.1f}]" for m in ("own", "mean", "shuffled")),
                                *(f"{a[k]['delta']:+.1f} [{a[k]['ci'][0]:+.1f}, {a[k]['ci'][1]:+.1f}]"
                                  for k in ("own_minus_mean", "own_minus_shuffled")),
-                               f"{cos.get('mean', float('nan')):.4f} / {cos.get('centred_mean', float('nan')):.4f}"])
+                               f"{cos.get('mean', float('nan')):.4f} / {cos.get('centred_mean', float('nan')):.4f}",
+                               f"{cos.get('update_mean', float('nan')):.4f} / "
+                               f"{cos.get('update_centred_mean', float('nan')):.4f}"])
         print(f"## {split_dir.name}\n")
         print(markdown_table(["method", "tasks", "repos", "em micro [95% CI]", "em macro",
                               f"minus {args.reference} [95% CI]", "training"], rows))
         if audits:
             print("\n" + markdown_table(["method", "own", "mean", "shuffled", "own - mean",
-                                         "own - shuffled", "cosine raw / centred"], audits))
+                                         "own - shuffled", "cosine raw / centred",
+                                         "update cosine raw / centred"], audits))
         print()
 
 

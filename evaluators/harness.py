@@ -379,6 +379,11 @@ def format_audit(audit: dict) -> str:
         text += (f"\n\nRaw pairwise cosine of {cos['n_adapters']} generated adapters (over "
                  f"{cos.get('over', 'items')}): mean {cos['mean']:.4f}, min {cos['min']:.4f}, "
                  f"max {cos['max']:.4f}; after removing the mean adapter: {cos['centred_mean']:.4f}")
+        if "update_mean" in cos:
+            text += (f"\nCosine of their weight updates B A (blind to the factors' signs): mean "
+                     f"{cos['update_mean']:.4f}, min {cos['update_min']:.4f}, max "
+                     f"{cos['update_max']:.4f}; after removing the mean update: "
+                     f"{cos['update_centred_mean']:.4f}")
     return text
 
 

@@ -90,11 +90,12 @@ def to_markdown(entries: list[dict]) -> str:
             parts.append("Adapter audit (em %, micro with 95% CI; own minus mean is paired):\n\n"
                          + markdown_table(
                 ["method", "own adapter", "mean adapter", "shuffled adapter", "own - mean",
-                 "raw cosine", "centred cosine"],
+                 "raw cosine", "centred cosine", "update cosine"],
                 [[e["method"], *(_with_ci(e["audit"].get(k)) for k in ("own", "mean", "shuffled")),
                   _diff(e["audit"].get("own_minus_mean")),
                   f"{e['audit'].get('cosine', {}).get('mean', float('nan')):.4f}",
-                  f"{e['audit'].get('cosine', {}).get('centred_mean', float('nan')):.4f}"]
+                  f"{e['audit'].get('cosine', {}).get('centred_mean', float('nan')):.4f}",
+                  f"{e['audit'].get('cosine', {}).get('update_mean', float('nan')):.4f}"]
                  for e in audited]))
         repos = sorted({r for e in board for r in e["per_repo"]})
         if repos and len(board) > 0:
