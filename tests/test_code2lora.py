@@ -298,7 +298,7 @@ def test_mean_adapter_is_the_mean_update_and_update_cosine_ignores_factor_signs(
     for path, (a, b) in factors.items():
         want = net.spec.scaling * torch.einsum("nor,nri->oi", b, a) / len(z)
         got = mean.spec.scaling * mean.B[path] @ mean.A[path]
-        assert torch.allclose(got, want, atol=1e-5), path
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max())), path
     assert mean.spec.r <= 8 and mean.spec.scaling == net.spec.scaling
     # (A, B) and (-A, -B) make the same update: factor cosine -1, update cosine 1
     sign = torch.tensor([1.0, -1.0])
@@ -320,4 +320,6 @@ def test_mean_adapter_is_the_mean_update_and_update_cosine_ignores_factor_signs(
     both = Code2LoRABundle.mean_adapter(SimpleNamespace(hyper=Flipping(), base_model=""),
                                         torch.cat([z[:1], z[:1]]), "both")
     a, b = net(z[:1])["l.0.q_proj"]
-    assert torch.allclose(both.B["l.0.q_proj"] @ both.A["l.0.q_proj"], b[0] @ a[0], atol=1e-5)
+    want = b[0] @ a[0]
+    assert torch.allclose(both.B["l.0.q_proj"] @ both.A["l.0.q_proj"], want, rtol=1e-4,
+                          atol=1e-5 * float(want.abs().max()))
