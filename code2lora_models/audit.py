@@ -19,64 +19,64 @@ import numpy as np
 import torch
 
 
-@torch.no_grad()
-def flat_adapters(hyper, z: torch.Tensor) -> torch.Tensor:
-    """(n, D) raw generated factors of the code vectors ``z`` (n, d_in)."""
-    factors = hyper(z)
-    seen, parts = set(), []
-    for path in sorted(factors):
-        for t in factors[path]:
-            if id(t) not in seen:
-                seen.add(id(t))
-                parts.append(t.reshape(len(z), -1).float())
-    return torch.cat(parts, 1)
+def distinct_pairs(factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, str]:
+    """Module path -> the first path (in sorted order) holding the same generated (A, B):
+    with the direct head, the layers of a module type share one pair."""
+    owner: dict[int, str] = {}
+    return {path: owner.setdefault(id(factors[path][0]), path) for path in sorted(factors)}
 
 
-@torch.no_grad()
-def update_gram(hyper, z: torch.Tensor) -> torch.Tensor:
-    """(n, n) Frobenius inner products of the weight updates B A of the code vectors ``z``,
-    summed over module paths (a factor pair shared by several layers counts once)."""
-    factors = hyper(z)
-    seen: set[int] = set()
-    gram = torch.zeros(len(z), len(z), dtype=torch.float64)
-    for path in sorted(factors):
-        a, b = factors[path]                                       # (n, r, in), (n, out, r)
-        if id(a) in seen:
+def flat_adapters(factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """(n, D) the raw generated factors of n adapters, each distinct pair once."""
+    return torch.cat([t.reshape(len(t), -1).float()
+                      for path, first in distinct_pairs(factors).items() if path == first
+                      for t in factors[path]], 1)
+
+
+def update_gram(factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """(n, n) Frobenius inner products of the weight updates B A of n adapters, summed over
+    module paths (each distinct pair once), from r x r products only."""
+    gram = None
+    for path, first in distinct_pairs(factors).items():
+        if path != first:
             continue
-        seen.add(id(a))
-        a, b = a.double(), b.double()
+        a, b = (t.double() for t in factors[path])                 # (n, r, in), (n, out, r)
         aa = torch.einsum("arx,bsx->abrs", a, a)                   # A_i A_j^T   (n, n, r, r)
         bb = torch.einsum("aor,bos->abrs", b, b)                   # B_i^T B_j   (n, n, r, r)
-        gram += (aa * bb).sum((2, 3))
+        g = (aa * bb).sum((2, 3))
+        gram = g if gram is None else gram + g
+    assert gram is not None, "no generated factors"
     return gram
 
 
-def _pairwise(v: torch.Tensor) -> np.ndarray:
-    unit = v / v.norm(dim=1, keepdim=True).clamp(min=1e-12)
-    cos = (unit @ unit.T).cpu().numpy()
-    return cos[np.triu_indices(len(v), k=1)]
+def _pair_cosines(gram: torch.Tensor) -> np.ndarray:
+    """Cosines of the distinct pairs (i < j) of a Gram matrix."""
+    norm = gram.diagonal().clamp(min=1e-30).sqrt()
+    cos = (gram / norm[:, None] / norm[None, :]).cpu().numpy()
+    return cos[np.triu_indices(len(gram), k=1)]
 
 
+def _centre(gram: torch.Tensor) -> torch.Tensor:
+    """The Gram matrix of the same vectors less their mean."""
+    return gram - gram.mean(0, keepdim=True) - gram.mean(1, keepdim=True) + gram.mean()
+
+
+@torch.no_grad()
 def adapter_cosine(bundle, z: torch.Tensor, max_items: int = 64) -> dict:
     """Raw and centred pairwise cosine of the adapters of up to ``max_items`` code vectors
-    (evenly spaced over ``z``)."""
+    (evenly spaced over ``z``), of their factors and of their weight updates."""
     n = len(z)
+    names = ("mean", "min", "max", "centred_mean")
     if n < 2:
-        return {"n_adapters": n, **{k: float("nan") for k in (
-            "mean", "min", "max", "centred_mean", "update_mean", "update_min", "update_max",
-            "update_centred_mean")}}
+        return {"n_adapters": n, **{k: float("nan") for k in names},
+                **{f"update_{k}": float("nan") for k in names}}
     pick = np.unique(np.linspace(0, n - 1, min(n, max_items)).round().astype(int))
-    v = flat_adapters(bundle.hyper, z[torch.as_tensor(pick)])
-    raw = _pairwise(v)
-    centred = _pairwise(v - v.mean(0, keepdim=True))
-    gram = update_gram(bundle.hyper, z[torch.as_tensor(pick)])
-    norm = gram.diagonal().clamp(min=1e-30).sqrt()
-    cos = (gram / norm[:, None] / norm[None, :]).numpy()[np.triu_indices(len(pick), k=1)]
-    # centred: <U_i - M, U_j - M> with M the mean update, from the same Gram matrix
-    g = gram - gram.mean(0, keepdim=True) - gram.mean(1, keepdim=True) + gram.mean()
-    cn = g.diagonal().clamp(min=1e-30).sqrt()
-    centred_u = (g / cn[:, None] / cn[None, :]).numpy()[np.triu_indices(len(pick), k=1)]
-    return {"n_adapters": int(len(pick)), "mean": float(raw.mean()), "min": float(raw.min()),
-            "max": float(raw.max()), "centred_mean": float(centred.mean()),
-            "update_mean": float(cos.mean()), "update_min": float(cos.min()),
-            "update_max": float(cos.max()), "update_centred_mean": float(centred_u.mean())}
+    factors = bundle.hyper(z[torch.as_tensor(pick)])
+    v = flat_adapters(factors).double()
+    out: dict = {"n_adapters": int(len(pick))}
+    for prefix, gram in (("", v @ v.T), ("update_", update_gram(factors))):
+        raw = _pair_cosines(gram)
+        out.update({f"{prefix}mean": float(raw.mean()), f"{prefix}min": float(raw.min()),
+                    f"{prefix}max": float(raw.max()),
+                    f"{prefix}centred_mean": float(_pair_cosines(_centre(gram)).mean())})
+    return out

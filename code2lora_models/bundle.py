@@ -16,6 +16,7 @@ import torch
 from evaluators.lora.model import LoraAdapter
 from repopeftbench.errors import UserError
 
+from .audit import distinct_pairs
 from .encoder import EncoderConfig, TextEncoder, make_encoder
 from .evo import DiffGRU, EvoConfig
 from .hypernetwork import Code2LoRA
@@ -146,13 +147,11 @@ class Code2LoRABundle:
         alias: dict[str, str] = {}                       # path -> path whose update it shares
         for start in range(0, len(z), chunk):
             factors = self.hyper(z[start:start + chunk])
-            owner: dict[int, str] = {}
-            for path in sorted(factors):
-                a, b = factors[path]                     # (m, r, in), (m, out, r)
-                first = owner.setdefault(id(a), path)
-                alias.setdefault(path, first)
+            alias = distinct_pairs(factors)
+            for path, first in alias.items():
                 if first != path:
                     continue
+                a, b = factors[path]                     # (m, r, in), (m, out, r)
                 update = torch.einsum("mor,mri->oi", b.double(), a.double())
                 dense[path] = dense[path] + update if path in dense else update
         parts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from repopeftbench.batching import budget_groups
 from repopeftbench.io import atomic_write_bytes
 
 from .encoder import TextEncoder
@@ -55,19 +56,6 @@ _SCHEMA = pa.schema([("repo_id", pa.string()), ("commit_sha", pa.string()),
                      ("digest", pa.string()), ("vector", pa.list_(pa.float32()))])
 
 
-def _groups(indexes: list[int], sizes: list[int], max_texts: int) -> list[list[int]]:
-    """Consecutive groups of items holding at most ``max_texts`` texts (one item at least)."""
-    groups: list[list[int]] = []
-    total = 0
-    for i, n in zip(indexes, sizes):
-        if not groups or total + n > max_texts:
-            groups.append([])
-            total = 0
-        groups[-1].append(i)
-        total += n
-    return groups
-
-
 class EmbeddingCache:
     """Snapshot and diff vectors of one encoder, in ``DIR/<encoder hash>.parquet``."""
 
@@ -97,7 +85,7 @@ class EmbeddingCache:
         the cache as soon as it is done."""
         out: list[np.ndarray | None] = [self._get((r, c, k), texts) for r, c, k, texts in items]
         todo = [i for i, v in enumerate(out) if v is None]
-        for part in _groups(todo, [len(items[i][3]) for i in todo], max_texts=256):
+        for part in budget_groups(todo, [len(items[i][3]) for i in todo], budget=256):
             texts = [t for i in part for t in items[i][3]]
             vectors = self.encoder.embed(texts)
             at = 0

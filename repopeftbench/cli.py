@@ -147,9 +147,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from evaluators.demo import run_demo
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    run_demo(args.out, args.repos, methods, args.model, args.limit, args.device,
-             args.batch_size, progress=not args.no_progress,
-             max_input_tokens=args.max_input_tokens)
+    given = {k: v for k, v in (("limit", args.limit), ("max_input_tokens", args.max_input_tokens))
+             if v is not None}                  # otherwise run_demo's own defaults
+    run_demo(args.out, args.repos, methods, args.model, device=args.device,
+             batch_size=args.batch_size, progress=not args.no_progress, **given)
     return 0
 
 
@@ -340,8 +341,8 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="build/demo")
     d.add_argument("--methods", default=None,
                    help="comma-separated methods (default: pretrained and rag-bm25)")
-    d.add_argument("--limit", type=_positive_int, default=10, help="tasks per split (default 10)")
-    d.add_argument("--max-input-tokens", type=_positive_int, default=1024,
+    d.add_argument("--limit", type=_positive_int, default=None, help="tasks per split (default 10)")
+    d.add_argument("--max-input-tokens", type=_positive_int, default=None,
                    help="left-truncate inputs to this many tokens (default 1024, to stay within "
                         "minutes on a CPU; the benchmark protocol is 4096)")
     d.add_argument("--batch-size", type=_positive_int, default=None,

@@ -14,7 +14,7 @@ PACKAGES = ("repopeftbench", "data_cards", "miners", "evaluators", "baselines", 
 CLI_MODULES = {"repopeftbench.cli", "repopeftbench.__main__"}
 TORCH_FREE = ("repopeftbench.schema", "repopeftbench.io", "repopeftbench.splits",
               "repopeftbench.metrics", "repopeftbench.dataset", "repopeftbench.results",
-              "repopeftbench.reasons", "repopeftbench.errors")
+              "repopeftbench.reasons", "repopeftbench.errors", "repopeftbench.batching")
 
 
 def _modules() -> dict[str, Path]:
