@@ -12,15 +12,18 @@ the last processed commit (incremental update) with the same result.
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections import Counter, OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from repopeftbench.reasons import Reason
 
 from .assertions import Candidate, find_candidates
 from .filters import target_reason
-from .git import Change, GitRepo, diff_tree_pairs, iter_first_parent_log
+from .git import Change, GitRepo, LogCommit, diff_tree_pairs, iter_first_parent_log
 from .prefix import file_prefix
 from .incremental import AssertionIndex, keys_from
 from .static_miner import decode_python, make_parser, syntax_problem
@@ -156,6 +159,62 @@ def production_diffs(repo: GitRepo, pairs: list[tuple[str, str]], max_bytes: int
     return out
 
 
+def _read_ahead(repo: GitRepo, rev_range: str, depth: int = 64
+                ) -> Iterator[tuple[LogCommit, dict[str, bytes | None]]]:
+    """The first-parent log of ``rev_range``, each commit with the new versions of the
+    test files it changes, read by a thread up to ``depth`` commits ahead (its own
+    ``git log`` and ``cat-file`` processes): git reads and inflates objects while the
+    replay parses."""
+    ahead: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def reader() -> None:
+        try:
+            with GitRepo(repo.path) as own:
+                for commit in iter_first_parent_log(own, rev_range):
+                    wanted = [ch.new_oid for ch in commit.changes if ch.status != "D"
+                              and ch.new_mode not in ("160000", "120000") and is_test_file(ch.path)]
+                    item = (commit, own.read_blobs(wanted) if wanted else {})
+                    while not stop.is_set():
+                        try:
+                            ahead.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            ahead.put(done)
+        except BaseException as exc:   # handed to the replay, which raises it
+            ahead.put(exc)
+
+    thread = threading.Thread(target=reader, name="git-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():     # unblock a reader waiting on a full queue
+            try:
+                ahead.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
+def _production_diffs_counted(repo: GitRepo, pairs: list[tuple[str, str]],
+                              max_bytes: int) -> tuple[list[str], Counter]:
+    """``production_diffs`` with its own counter (it runs beside the replay)."""
+    counts: Counter = Counter()
+    return production_diffs(repo, pairs, max_bytes, counts), counts
+
+
 def _task_row(repo_id: str, sha: str, index: int, path: str, source: bytes,
               kind: str, cand: Candidate, target: str) -> dict:
     lineno = source.count(b"\n", 0, cand.cut) + 1    # rows as tree-sitter counts them
@@ -178,13 +237,15 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
                    state: EvolutionState | None = None, progress=None,
                    task_sink: Callable[[list[dict]], None] | None = None,
                    commit_sink: Callable[[list[dict]], None] | None = None,
-                   diff_chunk: int = 256, window: bool = True,
+                   diff_chunk: int = 64, window: bool = True,
                    parse_stats: dict | None = None) -> EvolutionResult:
     """Replay first-parent history up to ``head`` (from ``state.head`` when given).
 
     Tasks go to ``task_sink`` one kept commit at a time, and commits (with their diffs,
     computed ``diff_chunk`` commits per ``git diff-tree`` call) to ``commit_sink``, when
     given: memory stays bounded on long histories. Otherwise both go into the result.
+    git works beside the replay: a thread reads the log and the changed test files ahead,
+    and each chunk's diffs are computed while the next chunk is replayed.
     ``window=False`` parses every version of a test file whole (the reference the windowed
     re-parse is checked against; the output is the same). ``parse_stats``, when given,
     receives how many versions were parsed as a window and whole.
@@ -198,14 +259,28 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
     rev_range = f"{state.head}..{head}" if state.head else head
     pairs: list[tuple[str, str]] = []  # (previous kept tree, kept tree) per pending commit
     pending: list[dict] = []            # kept commits waiting for their diffs
+    # git computes a chunk's diffs on the other core while the replay goes on; the chunk
+    # is collected (commits reach the sink in order) when the next one is sent, or at the end
+    differ = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diff-tree")
+    in_flight: list[tuple[list[dict], Future]] = []
+
+    def collect() -> None:
+        for rows, future in in_flight:
+            diffs, diff_counts = future.result()
+            counts.update(diff_counts)
+            for row, diff in zip(rows, diffs):
+                row["production_code_diff"] = diff
+            if commit_sink is not None:
+                commit_sink(rows)
+            else:
+                commits.extend(rows)
+        in_flight.clear()
 
     def flush_commits() -> None:
-        for row, diff in zip(pending, production_diffs(repo, pairs, config.max_diff_bytes, counts)):
-            row["production_code_diff"] = diff
-        if commit_sink is not None:
-            commit_sink(list(pending))
-        else:
-            commits.extend(pending)
+        collect()
+        if pending:
+            in_flight.append((list(pending), differ.submit(
+                _production_diffs_counted, repo, list(pairs), config.max_diff_bytes)))
         pending.clear()
         pairs.clear()
     base_tree = empty_tree(repo)
@@ -259,46 +334,47 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
         blobs.put(oid, keys)
         return keys
 
-    for commit in iter_first_parent_log(repo, rev_range):
-        index = state.n_commits
-        state.n_commits += 1
-        if progress is not None:
-            progress(1)
-        if len(commit.parents) > 1:
-            counts[Reason.MERGE_COMMITS] += 1
-        if not commit.parents:
-            counts[Reason.ROOT_COMMITS] += 1
-        if state.last_commit_time is not None and commit.commit_time < state.last_commit_time:
-            counts[Reason.TIMESTAMP_OUT_OF_ORDER] += 1
-        state.last_commit_time = commit.commit_time
-        commit_events = {"added": 0, "modified": 0}
-        commit_tasks: list[dict] = []
-        fetched.clear()
-        wanted = [ch.new_oid for ch in commit.changes if ch.status != "D"
-                  and ch.new_mode not in ("160000", "120000") and is_test_file(ch.path)]
-        if len(wanted) > 1:
-            fetched.update(repo.read_blobs(wanted))
-        for ch in commit.changes:
-            _replay_change(ch, state, counts, keys_of, parse_new, index_, commit_events,
-                           commit_tasks, repo_id, commit.sha, index, config)
-        if not commit_tasks:
-            continue
-        pairs.append((state.last_kept_tree or base_tree, commit.tree))
-        state.last_kept, state.last_kept_tree = commit.sha, commit.tree
-        pending.append({
-            "repo_id": repo_id, "commit_index": index, "commit_sha": commit.sha,
-            "commit_timestamp": commit.commit_time, "author_timestamp": commit.author_time,
-            "production_code_diff": "",
-            "n_new_assertions": commit_events["added"] + commit_events["modified"],
-            "n_added_assertions": commit_events["added"],
-            "n_modified_assertions": commit_events["modified"]})
-        if task_sink is not None:
-            task_sink(commit_tasks)
-        else:
-            tasks.extend(commit_tasks)
-        if len(pending) >= diff_chunk:
-            flush_commits()
-    flush_commits()
+    try:
+        for commit, blobs_read in _read_ahead(repo, rev_range):
+            index = state.n_commits
+            state.n_commits += 1
+            if progress is not None:
+                progress(1)
+            if len(commit.parents) > 1:
+                counts[Reason.MERGE_COMMITS] += 1
+            if not commit.parents:
+                counts[Reason.ROOT_COMMITS] += 1
+            if state.last_commit_time is not None and commit.commit_time < state.last_commit_time:
+                counts[Reason.TIMESTAMP_OUT_OF_ORDER] += 1
+            state.last_commit_time = commit.commit_time
+            commit_events = {"added": 0, "modified": 0}
+            commit_tasks: list[dict] = []
+            fetched.clear()
+            fetched.update(blobs_read)
+            for ch in commit.changes:
+                _replay_change(ch, state, counts, keys_of, parse_new, index_, commit_events,
+                               commit_tasks, repo_id, commit.sha, index, config)
+            if not commit_tasks:
+                continue
+            pairs.append((state.last_kept_tree or base_tree, commit.tree))
+            state.last_kept, state.last_kept_tree = commit.sha, commit.tree
+            pending.append({
+                "repo_id": repo_id, "commit_index": index, "commit_sha": commit.sha,
+                "commit_timestamp": commit.commit_time, "author_timestamp": commit.author_time,
+                "production_code_diff": "",
+                "n_new_assertions": commit_events["added"] + commit_events["modified"],
+                "n_added_assertions": commit_events["added"],
+                "n_modified_assertions": commit_events["modified"]})
+            if task_sink is not None:
+                task_sink(commit_tasks)
+            else:
+                tasks.extend(commit_tasks)
+            if len(pending) >= diff_chunk:
+                flush_commits()
+        flush_commits()
+        collect()
+    finally:
+        differ.shutdown(wait=True, cancel_futures=True)
     if parse_stats is not None:
         parse_stats.update(index_.stats)
     state.head = head
