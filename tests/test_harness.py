@@ -2,6 +2,8 @@
 submissions, sanity methods, leaderboard (rendered in headless Chromium when present)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import shutil
 import subprocess
@@ -61,12 +63,16 @@ def test_generation_protocol(tiny_model):
     source = TESTS["tests/test_m0.py"] + TESTS["tests/test_m1.py"]
     cuts = [source[:k] for k in range(20, len(source), 37)] + ["x = compute(3)\nassert x == "]
     assert one.generate(cuts) == reference_generate(one, cuts)
+    for rows in (1, 3):     # encoded one by one, decoded in batches of `rows` prompts
+        other = HFGenerator(model, tok, replace(one.config, decode_batch_size=rows), progress=False)
+        assert other.generate(cuts) == reference_generate(one, cuts)
     calls = []
-    model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape[1]),
+    model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape),
                                     with_kwargs=True)
     one.generate(cuts[:3])
-    prefill = [n for n in calls if n > 1]
+    prefill = [shape[1] for shape in calls if shape[1] > 1]
     assert sum(prefill) < sum(len(one.encode(c)) for c in cuts[:3])   # shared tokens computed once
+    assert max(shape[0] for shape in calls) == 3                      # the 3 decoded together
     newline = set(gen.newline_ids.tolist())
     for ids in gen.generate_ids([gen.encode(p) for p in prompts[:1]]) + [
             gen.generate_ids([gen.encode(p)])[0] for p in prompts]:

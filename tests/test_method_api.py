@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 peft = pytest.importorskip("peft")
 
 from evaluators.backends.base import GenerationConfig  # noqa: E402
-from evaluators.backends.hf import HFGenerator  # noqa: E402
+from evaluators.backends.hf import HFGenerator, reference_generate  # noqa: E402
 from evaluators.harness import evaluate  # noqa: E402
 from evaluators.registry import Method, parse_options, register_method  # noqa: E402
 from repopeftbench.cli import main  # noqa: E402
@@ -148,7 +148,8 @@ def test_requests_carry_their_adapter(bench, tiny_model, tmp_path):
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), path).eval()
         ref = HFGenerator(model, tok, GenerationConfig(max_new_tokens=6, batch_size=1), progress=False)
         mine = [t for t in tasks if t["repo_id"] == repo_id]
-        assert [preds[t["task_id"]] for t in mine] == ref.generate([t["prefix"] for t in mine])
+        assert [preds[t["task_id"]] for t in mine] == ref.generate([t["prefix"] for t in mine]) \
+            == reference_generate(ref, [t["prefix"] for t in mine])    # model.generate per task
     base = HFGenerator(AutoModelForCausalLM.from_pretrained(tiny_model).eval(), tok,
                        GenerationConfig(max_new_tokens=6, batch_size=1), progress=False)
     plain = base.generate([t["prefix"] for t in tasks])

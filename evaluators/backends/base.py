@@ -22,12 +22,20 @@ class GenerationConfig:
     stop_at_newline: bool = True
     # Reuse the key/value cache of the previous prompt's longest common token prefix
     # (prompts are ordered so that those sharing a prefix are neighbours); at least
-    # ``min_shared_tokens`` must be shared for the cache to be kept. Batch size 1 only.
+    # ``min_shared_tokens`` must be shared for the cache to be kept. Batch size 1 only:
+    # prompts are encoded one at a time, then up to ``decode_batch_size`` of them are
+    # decoded together.
     reuse_prefix: bool = True
     min_shared_tokens: int = 8
+    decode_batch_size: int = 8
+
+    # How the work is scheduled, not what is predicted (the prediction tests hold both
+    # schedules to the per-task reference): left out of a run's cache key, like the
+    # thread count. The older scheduling fields stay in it, so that caches remain valid.
+    SCHEDULING_ONLY = ("decode_batch_size",)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k not in self.SCHEDULING_ONLY}
 
 
 @dataclass

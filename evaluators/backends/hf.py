@@ -72,7 +72,6 @@ class HFGenerator:
         """
         width = max(len(ids) for ids in batch)
         pad = self.tokenizer.pad_token_id
-        eos = self.tokenizer.eos_token_id
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, ids in enumerate(batch):
@@ -80,21 +79,24 @@ class HFGenerator:
             mask[row, width - len(ids):] = 1
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        stop = self.newline_ids.to(self.device) if self.config.stop_at_newline else \
-            torch.empty(0, dtype=torch.long, device=self.device)
-        if eos is not None:
-            stop = torch.cat([stop, torch.tensor([eos], device=self.device)])
-        banned = torch.tensor([b[0] for b in self.banned], dtype=torch.long, device=self.device)
         model = model if model is not None else self.model
         if lora is not None:
             lora.set_adapters(adapters or [None] * len(batch))   # one adapter per row
         cache = DynamicCache()
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                     use_cache=True, **{self._cache_arg: cache}, **self._last_logits)
-        logits = out.logits[:, -1, :]
-        next_pos = positions[:, -1] + 1
-        alive = list(range(len(batch)))
-        results: list[list[int]] = [[] for _ in batch]
+        return self._decode(model, cache, mask, positions[:, -1] + 1, out.logits[:, -1, :], lora)
+
+    def _decode(self, model, cache, mask: torch.Tensor, next_pos: torch.Tensor,
+                logits: torch.Tensor, lora=None) -> list[list[int]]:
+        """The greedy decode loop over a batch whose prompts are in ``cache``: ``mask``
+        (rows, cached positions) marks real tokens, ``next_pos`` (rows,) is each row's next
+        position and ``logits`` (rows, vocab) its next-token logits. A row leaves the batch
+        (its cache rows and adapter rows too) once it ends its line or emits EOS."""
+        stop = self._stop_ids()
+        banned = torch.tensor([b[0] for b in self.banned], dtype=torch.long, device=self.device)
+        alive = list(range(mask.shape[0]))
+        results: list[list[int]] = [[] for _ in alive]
         for step in range(self.config.max_new_tokens):
             if len(banned):
                 logits[:, banned] = float("-inf")
@@ -114,10 +116,18 @@ class HFGenerator:
                 alive = [alive[i] for i in keep.tolist()]
             mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
             out = model(input_ids=tokens[:, None], attention_mask=mask,
-                             position_ids=next_pos[:, None], use_cache=True, **{self._cache_arg: cache})
+                        position_ids=next_pos[:, None], use_cache=True, **{self._cache_arg: cache})
             next_pos = next_pos + 1
             logits = out.logits[:, -1, :]
         return results
+
+    def _stop_ids(self) -> torch.Tensor:
+        stop = self.newline_ids.to(self.device) if self.config.stop_at_newline else \
+            torch.empty(0, dtype=torch.long, device=self.device)
+        eos = self.tokenizer.eos_token_id
+        if eos is not None:
+            stop = torch.cat([stop, torch.tensor([eos], device=self.device)])
+        return stop
 
     def generate(self, prompts: list[str], desc: str = "generating", model=None,
                  bar: tqdm | None = None, adapters: list | None = None, lora=None) -> list[str]:
@@ -151,15 +161,21 @@ class HFGenerator:
 
     def _generate_sharing(self, encoded: list[list[int]], model, adapters: list | None, lora,
                           bar: tqdm):
-        """(index, continuation ids) per prompt, one at a time, each reusing the cache of its
-        longest common prefix with the previous prompt of the same adapter."""
+        """(index, continuation ids) per prompt. Prompts are encoded one at a time, each
+        reusing the cache of its longest common prefix with the previous prompt of the same
+        adapter; up to ``decode_batch_size`` consecutive prompts are then decoded together
+        (on a CPU a decode step reads every weight for one token: batching the rows reads
+        them once for all)."""
         first: dict[int, int] = {}     # adapter object -> order of first appearance
         group = [first.setdefault(id(adapters[i]), len(first) + 1)
                  if adapters is not None and adapters[i] is not None else 0
                  for i in range(len(encoded))]
         order = sorted(range(len(encoded)), key=lambda i: (group[i], encoded[i], i))
+        model = model if model is not None else self.model
+        pending: list[tuple[int, int, list, torch.Tensor]] = []   # index, length, kv, logits
         prev: list[int] = []
         cache = None
+        lora_rows: object = ()         # what the LoRA layers hold: one prompt's adapter, or a batch's
         for n, i in enumerate(order):
             ids = encoded[i]
             shared = 0
@@ -171,44 +187,59 @@ class HFGenerator:
                 shared, cache = 0, None
             else:
                 _crop(cache, shared)
-            if lora is not None and (n == 0 or group[i] != group[order[n - 1]]):
-                lora.set_adapters([adapters[i] if adapters is not None else None])
-            out, cache = self._decode_one(ids, shared, cache, model)
+            adapter = adapters[i] if adapters is not None else None
+            if lora is not None and lora_rows != (id(adapter),):
+                lora.set_adapters([adapter])
+                lora_rows = (id(adapter),)
+            cache = cache if cache is not None else DynamicCache()
+            out = model(input_ids=torch.tensor([ids[shared:]], device=self.device),
+                        position_ids=torch.arange(shared, len(ids), device=self.device)[None],
+                        attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=self.device),
+                        use_cache=True, **{self._cache_arg: cache}, **self._last_logits)
+            # views of this prompt's keys and values: later prompts extend or crop the cache
+            # into new tensors, never in place (the prediction test would see it)
+            pending.append((i, len(ids), _kv(cache), out.logits[:, -1, :]))
             prev = ids
-            bar.update(1)
-            yield i, out
+            if len(pending) == self.config.decode_batch_size or n == len(order) - 1:
+                if lora is not None and len(pending) > 1:
+                    lora.set_adapters([adapters[j] if adapters is not None else None
+                                       for j, *_ in pending])
+                    lora_rows = ()
+                for j, ids_out in zip([p[0] for p in pending], self._decode_pending(pending, model, lora)):
+                    bar.update(1)
+                    yield j, ids_out
+                pending = []   # the shared cache still holds the last prompt alone
 
-    @torch.inference_mode()
-    def _decode_one(self, ids: list[int], shared: int, cache, model) -> tuple[list[int], object]:
-        """Greedy continuation of one prompt whose first ``shared`` tokens are in ``cache``."""
-        model = model if model is not None else self.model
-        cache = cache if cache is not None else DynamicCache()
-        x = torch.tensor([ids[shared:]], device=self.device)
-        positions = torch.arange(shared, len(ids), device=self.device)[None]
-        mask = torch.ones((1, len(ids)), dtype=torch.long, device=self.device)
-        out = model(input_ids=x, attention_mask=mask, position_ids=positions, use_cache=True,
-                    **{self._cache_arg: cache}, **self._last_logits)
-        logits = out.logits[:, -1, :]
-        stop = set(self.newline_ids.tolist()) if self.config.stop_at_newline else set()
-        if self.tokenizer.eos_token_id is not None:
-            stop.add(self.tokenizer.eos_token_id)
-        banned = [b[0] for b in self.banned]
-        result: list[int] = []
-        pos = len(ids)
-        for step in range(self.config.max_new_tokens):
-            if banned:
-                logits[:, banned] = float("-inf")
-            tok = int(logits.argmax(-1))
-            result.append(tok)
-            if tok in stop or step == self.config.max_new_tokens - 1:
-                break
-            mask = torch.cat([mask, mask.new_ones((1, 1))], dim=1)
-            out = model(input_ids=torch.tensor([[tok]], device=self.device), attention_mask=mask,
-                        position_ids=torch.tensor([[pos]], device=self.device), use_cache=True,
-                        **{self._cache_arg: cache})
-            pos += 1
-            logits = out.logits[:, -1, :]
-        return result, cache
+    def _decode_pending(self, pending: list, model, lora) -> list[list[int]]:
+        """Decode prompts already encoded: their key/value caches are stacked into one batch,
+        left-padded to the longest."""
+        width = max(length for _, length, _, _ in pending)
+        rows = len(pending)
+        mask = torch.zeros((rows, width), dtype=torch.long, device=self.device)
+        for r, (_, length, _, _) in enumerate(pending):
+            mask[r, width - length:] = 1
+        stacked = []
+        for layer in range(len(pending[0][2])):
+            k0, v0 = pending[0][2][layer]
+            k = k0.new_zeros((rows, k0.shape[1], width, k0.shape[3]))
+            v = v0.new_zeros((rows, v0.shape[1], width, v0.shape[3]))
+            for r, (_, length, kv, _) in enumerate(pending):
+                k[r, :, width - length:] = kv[layer][0][0, :, :length]
+                v[r, :, width - length:] = kv[layer][1][0, :, :length]
+            stacked.append((k, v))
+        cache = DynamicCache()
+        for layer, (k, v) in enumerate(stacked):
+            cache.update(k, v, layer)
+        next_pos = torch.tensor([length for _, length, _, _ in pending], device=self.device)
+        logits = torch.cat([lg for *_, lg in pending])
+        return self._decode(model, cache, mask, next_pos, logits, lora)
+
+def _kv(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer of a key/value cache (any transformers version)."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return [(layer.keys, layer.values) for layer in layers]
+    return list(zip(cache.key_cache, cache.value_cache))       # transformers < 4.56
 
 
 def _crop(cache, length: int) -> None:
