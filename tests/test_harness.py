@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -73,6 +74,17 @@ def test_generation_protocol(tiny_model):
     prefill = [shape[1] for shape in calls if shape[1] > 1]
     assert sum(prefill) < sum(len(one.encode(c)) for c in cuts[:3])   # shared tokens computed once
     assert max(shape[0] for shape in calls) == 3                      # the 3 decoded together
+    # the same file cut before each expected value, as static tasks are: a run of prompts
+    # that are prefixes of the last one but for a short tail, encoded in one pass
+    asserts = [source[:m.end()] for m in re.finditer("== ", source)]
+    for tail in (1, 4, 16):
+        other = HFGenerator(model, tok, replace(one.config, max_tail_tokens=tail, max_input_tokens=4096),
+                            progress=False)
+        calls.clear()
+        mine = other.generate(asserts)
+        if tail == 16:      # one pass for the shared text, one per batch for the tails
+            assert len([s for s in calls if s[1] > 1]) < len(asserts) / 2
+        assert mine == reference_generate(other, asserts)
     newline = set(gen.newline_ids.tolist())
     for ids in gen.generate_ids([gen.encode(p) for p in prompts[:1]]) + [
             gen.generate_ids([gen.encode(p)])[0] for p in prompts]:

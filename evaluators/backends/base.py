@@ -23,16 +23,18 @@ class GenerationConfig:
     # Reuse the key/value cache of the previous prompt's longest common token prefix
     # (prompts are ordered so that those sharing a prefix are neighbours); at least
     # ``min_shared_tokens`` must be shared for the cache to be kept. Batch size 1 only:
-    # prompts are encoded one at a time, then up to ``decode_batch_size`` of them are
-    # decoded together.
+    # the shared prefixes are encoded one run of prompts at a time (prompts that are
+    # prefixes of the run's last one but for ``max_tail_tokens`` at most), and up to
+    # ``decode_batch_size`` prompts are decoded together.
     reuse_prefix: bool = True
     min_shared_tokens: int = 8
     decode_batch_size: int = 8
+    max_tail_tokens: int = 4
 
-    # How the work is scheduled, not what is predicted (the prediction tests hold both
-    # schedules to the per-task reference): left out of a run's cache key, like the
+    # How the work is scheduled, not what is predicted (the prediction tests hold every
+    # schedule to the per-task reference): left out of a run's cache key, like the
     # thread count. The older scheduling fields stay in it, so that caches remain valid.
-    SCHEDULING_ONLY = ("decode_batch_size",)
+    SCHEDULING_ONLY = ("decode_batch_size", "max_tail_tokens")
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in self.SCHEDULING_ONLY}

@@ -12,8 +12,10 @@ longest common prefix with the previous one and computes only the rest.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
+import types
 from collections import OrderedDict
 from dataclasses import replace
 
@@ -95,6 +97,7 @@ class HFGenerator:
         (its cache rows and adapter rows too) once it ends its line or emits EOS."""
         stop = self._stop_ids()
         banned = torch.tensor([b[0] for b in self.banned], dtype=torch.long, device=self.device)
+        _grow_in_place(cache, mask.shape[1] + self.config.max_new_tokens)
         alive = list(range(mask.shape[0]))
         results: list[list[int]] = [[] for _ in alive]
         for step in range(self.config.max_new_tokens):
@@ -161,78 +164,168 @@ class HFGenerator:
 
     def _generate_sharing(self, encoded: list[list[int]], model, adapters: list | None, lora,
                           bar: tqdm):
-        """(index, continuation ids) per prompt. Prompts are encoded one at a time, each
-        reusing the cache of its longest common prefix with the previous prompt of the same
-        adapter; up to ``decode_batch_size`` consecutive prompts are then decoded together
-        (on a CPU a decode step reads every weight for one token: batching the rows reads
-        them once for all)."""
+        """(index, continuation ids) per prompt, computing each shared prefix once.
+
+        Prompts are ordered by (adapter, token ids), so that those sharing a prefix are
+        neighbours, and cut into *runs*: consecutive prompts that are, but for their last
+        ``max_tail_tokens`` tokens at most, prefixes of the run's last prompt (the same file
+        cut at several places). The run's last prompt is encoded, reusing the cache of its
+        longest common prefix with the previous run's; every prompt of the run then takes
+        its keys and values from that cache and leaves its tail to its first decode step.
+        Up to ``decode_batch_size`` prompts are decoded together: tails and decode steps
+        are batched (on a CPU a forward pass costs at least one read of every weight,
+        whatever the tokens it computes), and each shared prefix is computed once, in one
+        long forward pass rather than piecemeal.
+        """
         first: dict[int, int] = {}     # adapter object -> order of first appearance
         group = [first.setdefault(id(adapters[i]), len(first) + 1)
                  if adapters is not None and adapters[i] is not None else 0
                  for i in range(len(encoded))]
         order = sorted(range(len(encoded)), key=lambda i: (group[i], encoded[i], i))
         model = model if model is not None else self.model
-        pending: list[tuple[int, int, list, torch.Tensor]] = []   # index, length, kv, logits
-        prev: list[int] = []
-        cache = None
-        lora_rows: object = ()         # what the LoRA layers hold: one prompt's adapter, or a batch's
-        for n, i in enumerate(order):
-            ids = encoded[i]
+        max_tail = max(1, self.config.max_tail_tokens)
+        cache, cached = None, []      # the cache, and the tokens it holds (a leader's all but last)
+        lora_rows: object = ()        # what the LoRA layers hold: one adapter's, or a batch's
+        pending: list[tuple[int, int, list | None]] = []   # prompt index, tokens cached, kv
+        runs = _runs_of(order, encoded, group, max_tail)
+        for n, run in enumerate(runs):
+            lead = run[-1]
+            ids = encoded[lead]
+            body = ids[:-1]                                    # the leader's last token is its tail
             shared = 0
-            if cache is not None and group[i] == group[order[n - 1]]:
-                while shared < min(len(prev), len(ids)) and prev[shared] == ids[shared]:
-                    shared += 1
-                shared = min(shared, len(ids) - 1)      # at least one token to compute
+            if cache is not None and group[lead] == group[runs[n - 1][-1]]:
+                shared = _common_prefix_len(cached, body)
             if shared < self.config.min_shared_tokens:
                 shared, cache = 0, None
             else:
                 _crop(cache, shared)
-            adapter = adapters[i] if adapters is not None else None
-            if lora is not None and lora_rows != (id(adapter),):
-                lora.set_adapters([adapter])
-                lora_rows = (id(adapter),)
-            cache = cache if cache is not None else DynamicCache()
-            out = model(input_ids=torch.tensor([ids[shared:]], device=self.device),
-                        position_ids=torch.arange(shared, len(ids), device=self.device)[None],
-                        attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=self.device),
-                        use_cache=True, **{self._cache_arg: cache}, **self._last_logits)
-            # views of this prompt's keys and values: later prompts extend or crop the cache
-            # into new tensors, never in place (the prediction test would see it)
-            pending.append((i, len(ids), _kv(cache), out.logits[:, -1, :]))
-            prev = ids
-            if len(pending) == self.config.decode_batch_size or n == len(order) - 1:
-                if lora is not None and len(pending) > 1:
-                    lora.set_adapters([adapters[j] if adapters is not None else None
-                                       for j, *_ in pending])
+            if len(body) > shared:
+                adapter = adapters[lead] if adapters is not None else None
+                if lora is not None and lora_rows != (id(adapter),):
+                    lora.set_adapters([adapter])
+                    lora_rows = (id(adapter),)
+                cache = cache if cache is not None else DynamicCache()
+                model(input_ids=torch.tensor([body[shared:]], device=self.device),
+                      position_ids=torch.arange(shared, len(body), device=self.device)[None],
+                      attention_mask=torch.ones((1, len(body)), dtype=torch.long, device=self.device),
+                      use_cache=True, **{self._cache_arg: cache}, **self._last_logits)
+            cached = body if cache is not None else []
+            # views of the cache's keys and values: later runs crop or extend the cache into
+            # new tensors, never in place (the prediction tests would see it)
+            kv = _kv(cache) if cache is not None and cached else None
+            for i in run:
+                pending.append((i, min(_common_prefix_len(encoded[i], body), len(encoded[i]) - 1), kv))
+            while len(pending) >= self.config.decode_batch_size or (n == len(runs) - 1 and pending):
+                batch, pending = pending[:self.config.decode_batch_size], pending[self.config.decode_batch_size:]
+                if lora is not None:
+                    lora.set_adapters([adapters[j] if adapters is not None else None for j, _, _ in batch])
                     lora_rows = ()
-                for j, ids_out in zip([p[0] for p in pending], self._decode_pending(pending, model, lora)):
+                for (j, _, _), out in zip(batch, self._decode_pending(batch, encoded, model, lora)):
                     bar.update(1)
-                    yield j, ids_out
-                pending = []   # the shared cache still holds the last prompt alone
+                    yield j, out
 
-    def _decode_pending(self, pending: list, model, lora) -> list[list[int]]:
-        """Decode prompts already encoded: their key/value caches are stacked into one batch,
-        left-padded to the longest."""
-        width = max(length for _, length, _, _ in pending)
-        rows = len(pending)
-        mask = torch.zeros((rows, width), dtype=torch.long, device=self.device)
-        for r, (_, length, _, _) in enumerate(pending):
-            mask[r, width - length:] = 1
-        stacked = []
-        for layer in range(len(pending[0][2])):
-            k0, v0 = pending[0][2][layer]
-            k = k0.new_zeros((rows, k0.shape[1], width, k0.shape[3]))
-            v = v0.new_zeros((rows, v0.shape[1], width, v0.shape[3]))
-            for r, (_, length, kv, _) in enumerate(pending):
-                k[r, :, width - length:] = kv[layer][0][0, :, :length]
-                v[r, :, width - length:] = kv[layer][1][0, :, :length]
-            stacked.append((k, v))
+    def _decode_pending(self, batch: list[tuple[int, int, list | None]], encoded: list[list[int]],
+                        model, lora) -> list[list[int]]:
+        """Decode prompts whose first tokens are in caches: every row's tail (what its cache
+        lacks; rows are evened to the longest tail by recomputing a few cached tokens) is
+        computed in one step over the caches stacked and left-padded, then decoded."""
+        tail = max(len(encoded[i]) - have for i, have, _ in batch)
+        keep = [max(0, len(encoded[i]) - tail) for i, _, _ in batch]    # cached tokens used, per row
+        width, rows = max(keep), len(batch)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((rows, tail), pad, dtype=torch.long)
+        mask = torch.zeros((rows, width + tail), dtype=torch.long)
+        for r, ((i, _, _), k) in enumerate(zip(batch, keep)):
+            ids = encoded[i][k:]
+            input_ids[r, tail - len(ids):] = torch.tensor(ids)
+            mask[r, width - k:] = 1
+            mask[r, width:width + tail - len(ids)] = 0
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width:]
         cache = DynamicCache()
-        for layer, (k, v) in enumerate(stacked):
-            cache.update(k, v, layer)
-        next_pos = torch.tensor([length for _, length, _, _ in pending], device=self.device)
-        logits = torch.cat([lg for *_, lg in pending])
-        return self._decode(model, cache, mask, next_pos, logits, lora)
+        if width:
+            layers = next(kv for _, _, kv in batch if kv is not None)
+            for layer in range(len(layers)):
+                k0, v0 = layers[layer]
+                k = k0.new_zeros((rows, k0.shape[1], width, k0.shape[3]))
+                v = v0.new_zeros((rows, v0.shape[1], width, v0.shape[3]))
+                for r, ((_, _, kv), n) in enumerate(zip(batch, keep)):
+                    if n:
+                        k[r, :, width - n:] = kv[layer][0][0, :, :n]
+                        v[r, :, width - n:] = kv[layer][1][0, :, :n]
+                cache.update(k, v, layer)
+        model = model if model is not None else self.model
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                    use_cache=True, **{self._cache_arg: cache}, **self._last_logits)
+        return self._decode(model, cache, mask, positions[:, -1] + 1, out.logits[:, -1, :], lora)
+
+
+def _common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    return next((k for k in range(n) if a[k] != b[k]), n)
+
+
+def _runs_of(order: list[int], encoded: list[list[int]], group: list[int],
+             max_tail: int) -> list[list[int]]:
+    """``order`` cut into runs: consecutive prompts of one group, each of which, but for its
+    last ``max_tail`` tokens at most, is a prefix of the run's last prompt's all-but-last
+    tokens (ordered prompts: the prefix a prompt shares with a later one is the least of
+    the neighbours' common prefixes between them)."""
+    runs: list[list[int]] = []
+    run: list[int] = []
+    shared: list[int] = []     # per member: tokens it shares with the run's last prompt's body
+    for i in order:
+        if run and group[i] == group[run[-1]]:
+            last = encoded[run[-1]]
+            body = encoded[i][:-1]
+            lcp = _common_prefix_len(last, body)
+            new = [min(s, lcp) for s in shared[:-1]] + [min(lcp, len(last) - 1)]
+            if all(len(encoded[j]) - s <= max_tail for j, s in zip(run, new)):
+                run.append(i)
+                shared = new + [len(encoded[i]) - 1]
+                continue
+        if run:
+            runs.append(run)
+        run, shared = [i], [len(encoded[i]) - 1]
+    if run:
+        runs.append(run)
+    return runs
+
+
+def _grow_in_place(cache, capacity: int) -> None:
+    """Make each layer of a ``DynamicCache`` append a decode step in place, into buffers of
+    ``capacity`` positions, instead of concatenating: a concatenation copies the whole
+    cache at every step (for 8 rows of 1,000 cached tokens, a quarter of a step's time on
+    a CPU). The first step copies the cache into its buffer once; so does the step after
+    rows leave the batch (``batch_select_indices`` makes new tensors). Caches without
+    ``layers`` (transformers < 4.56) keep concatenating."""
+    for layer in getattr(cache, "layers", None) or []:
+        if not hasattr(layer, "keys") or getattr(layer, "is_sliding", False):
+            return                                  # not a plain dynamic layer: leave it
+        layer.update = types.MethodType(functools.partial(_append_in_place, capacity=capacity), layer)
+
+
+def _append_in_place(layer, key_states: torch.Tensor, value_states: torch.Tensor, *args,
+                     capacity: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    keys, values = layer.keys, layer.values
+    have = keys.shape[-2] if keys is not None and keys.dim() == 4 else 0
+    end = have + key_states.shape[-2]
+    buf = getattr(layer, "_buffers", None)
+    if buf is None or have == 0 or buf[0].data_ptr() != keys.data_ptr() \
+            or buf[0].shape[0] != key_states.shape[0] or end > buf[0].shape[-2]:
+        size = max(capacity, end)
+        buf = (key_states.new_empty(*key_states.shape[:2], size, key_states.shape[-1]),
+               value_states.new_empty(*value_states.shape[:2], size, value_states.shape[-1]))
+        if have:
+            buf[0][..., :have, :] = keys
+            buf[1][..., :have, :] = values
+        layer._buffers = buf
+        layer.is_initialized = True
+    buf[0][..., have:end, :] = key_states
+    buf[1][..., have:end, :] = value_states
+    layer.keys, layer.values = buf[0][..., :end, :], buf[1][..., :end, :]
+    return layer.keys, layer.values
+
 
 def _kv(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(keys, values) per layer of a key/value cache (any transformers version)."""
