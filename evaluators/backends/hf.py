@@ -7,8 +7,11 @@ without one run on the base model.
 
 Shared prefixes: at batch size 1 (the CPU default), prompts are ordered by (adapter, token
 ids), so prompts that share a prefix (the same file cut at different places, the same
-imports and class header) are neighbours, and each prompt keeps the key/value cache of its
-longest common prefix with the previous one and computes only the rest.
+imports and class header) are neighbours. Prompts that are prefixes of a later one but for
+a short tail form a run, encoded in one pass; each run keeps the key/value cache of its
+longest common prefix with the previous run and computes only the rest. The tails and
+the decode steps of up to ``decode_batch_size`` prompts are then computed together, over
+their caches stacked and left-padded (see ``_generate_sharing``).
 """
 from __future__ import annotations
 
