@@ -56,7 +56,9 @@ def test_generation_protocol(tiny_model):
                "def f():\n    return 1\n", "a"]
     batched = gen.generate(prompts)
     one_by_one = [gen.generate([p])[0] for p in prompts]
-    assert batched == one_by_one  # left padding and length batching change nothing
+    assert batched == one_by_one  # batched decoding over shared prefixes changes nothing
+    flat = HFGenerator(model, tok, replace(gen.config, reuse_prefix=False), progress=False)
+    assert flat.generate(prompts) == one_by_one  # nor do left padding and length batching
     assert batched == reference_generate(gen, prompts)  # same as model.generate per prompt
     # one at a time, prompts sharing a prefix reuse its key/value cache: same predictions
     one = HFGenerator(model, tok, GenerationConfig(max_new_tokens=12, max_input_tokens=64,

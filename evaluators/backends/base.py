@@ -22,10 +22,10 @@ class GenerationConfig:
     stop_at_newline: bool = True
     # Reuse the key/value cache of the previous prompt's longest common token prefix
     # (prompts are ordered so that those sharing a prefix are neighbours); at least
-    # ``min_shared_tokens`` must be shared for the cache to be kept. Batch size 1 only:
-    # the shared prefixes are encoded one run of prompts at a time (prompts that are
-    # prefixes of the run's last one but for ``max_tail_tokens`` at most), and up to
-    # ``decode_batch_size`` prompts are decoded together.
+    # ``min_shared_tokens`` must be shared for the cache to be kept. The shared prefixes
+    # are encoded one run of prompts at a time (prompts that are prefixes of the run's
+    # last one but for ``max_tail_tokens`` at most), and up to max(``batch_size``,
+    # ``decode_batch_size``) prompts are decoded together.
     reuse_prefix: bool = True
     min_shared_tokens: int = 8
     decode_batch_size: int = 8

@@ -5,13 +5,14 @@ tokens banned, each row stopping at the end of its line. Prompts are batched by 
 Rows of different LoRA adapters share batches through the per-row LoRA layers; rows
 without one run on the base model.
 
-Shared prefixes: at batch size 1 (the CPU default), prompts are ordered by (adapter, token
+Shared prefixes (``reuse_prefix``, on every device): prompts are ordered by (adapter, token
 ids), so prompts that share a prefix (the same file cut at different places, the same
 imports and class header) are neighbours. Prompts that are prefixes of a later one but for
 a short tail form a run, encoded in one pass; each run keeps the key/value cache of its
 longest common prefix with the previous run and computes only the rest. The tails and
-the decode steps of up to ``decode_batch_size`` prompts are then computed together, over
-their caches stacked and left-padded (see ``_generate_sharing``).
+the decode steps of up to ``max(batch_size, decode_batch_size)`` prompts are then computed
+together, over their caches stacked and left-padded (see ``_generate_sharing``). Without
+``reuse_prefix``, prompts are batched by length with left padding.
 """
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ class HFGenerator:
         if bar is None:
             bar = tqdm(total=len(prompts), desc=desc, unit="task", disable=not self.progress,
                        file=sys.stderr, leave=False)
-        if bs == 1 and self.config.reuse_prefix:
+        if self.config.reuse_prefix:     # every device: one code path, batched
             for i, ids in self._generate_sharing(encoded, model, adapters, lora, bar):
                 outputs[i] = self.tokenizer.decode(ids, skip_special_tokens=True)
         else:
@@ -175,7 +176,7 @@ class HFGenerator:
         cut at several places). The run's last prompt is encoded, reusing the cache of its
         longest common prefix with the previous run's; every prompt of the run then takes
         its keys and values from that cache and leaves its tail to its first decode step.
-        Up to ``decode_batch_size`` prompts are decoded together: tails and decode steps
+        Up to ``max(batch_size, decode_batch_size)`` prompts are decoded together: tails and decode steps
         are batched (on a CPU a forward pass costs at least one read of every weight,
         whatever the tokens it computes), and each shared prefix is computed once, in one
         long forward pass rather than piecemeal.
@@ -187,6 +188,7 @@ class HFGenerator:
         order = sorted(range(len(encoded)), key=lambda i: (group[i], encoded[i], i))
         model = model if model is not None else self.model
         max_tail = max(1, self.config.max_tail_tokens)
+        rows = max(self.config.batch_size or 1, self.config.decode_batch_size)   # decoded together
         cache, cached = None, []      # the cache, and the tokens it holds (a leader's all but last)
         lora_rows: object = ()        # what the LoRA layers hold: one adapter's, or a batch's
         pending: list[tuple[int, int, list | None]] = []   # prompt index, tokens cached, kv
@@ -218,8 +220,8 @@ class HFGenerator:
             kv = _kv(cache) if cache is not None and cached else None
             for i in run:
                 pending.append((i, min(_common_prefix_len(encoded[i], body), len(encoded[i]) - 1), kv))
-            while len(pending) >= self.config.decode_batch_size or (n == len(runs) - 1 and pending):
-                batch, pending = pending[:self.config.decode_batch_size], pending[self.config.decode_batch_size:]
+            while len(pending) >= rows or (n == len(runs) - 1 and pending):
+                batch, pending = pending[:rows], pending[rows:]
                 if lora is not None:
                     lora.set_adapters([adapters[j] if adapters is not None else None for j, _, _ in batch])
                     lora_rows = ()
