@@ -69,9 +69,10 @@ def test_generation_protocol(tiny_model):
     for rows in (1, 3):     # encoded one by one, decoded in batches of `rows` prompts
         other = HFGenerator(model, tok, replace(one.config, decode_batch_size=rows), progress=False)
         assert other.generate(cuts) == reference_generate(one, cuts)
-    calls = []
+    calls, graded = [], []
     model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape),
                                     with_kwargs=True)
+    model.register_forward_pre_hook(lambda m, a: graded.append(torch.is_grad_enabled()))
     one.generate(cuts[:3])
     prefill = [shape[1] for shape in calls if shape[1] > 1]
     assert sum(prefill) < sum(len(one.encode(c)) for c in cuts[:3])   # shared tokens computed once
@@ -87,6 +88,7 @@ def test_generation_protocol(tiny_model):
         if tail == 16:      # one pass for the shared text, one per batch for the tails
             assert len([s for s in calls if s[1] > 1]) < len(asserts) / 2
         assert mine == reference_generate(other, asserts)
+    assert graded and not any(graded)   # no autograd graph kept (it held 1.5 GB per prompt)
     newline = set(gen.newline_ids.tolist())
     for ids in gen.generate_ids([gen.encode(p) for p in prompts[:1]]) + [
             gen.generate_ids([gen.encode(p)])[0] for p in prompts]:

@@ -136,6 +136,7 @@ class HFGenerator:
             stop = torch.cat([stop, torch.tensor([eos], device=self.device)])
         return stop
 
+    @torch.inference_mode()
     def generate(self, prompts: list[str], desc: str = "generating", model=None,
                  bar: tqdm | None = None, adapters: list | None = None, lora=None) -> list[str]:
         """Raw continuations (decoded, special tokens skipped), in the order of ``prompts``;
@@ -229,6 +230,7 @@ class HFGenerator:
                     bar.update(1)
                     yield j, out
 
+    @torch.inference_mode()
     def _decode_pending(self, batch: list[tuple[int, int, list | None]], encoded: list[list[int]],
                         model, lora) -> list[list[int]]:
         """Decode prompts whose first tokens are in caches: every row's tail (what its cache
