@@ -7,7 +7,7 @@ The scope chain (enclosing classes and functions) feeds the structured prefix.
 from __future__ import annotations
 
 from functools import cached_property
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from tree_sitter import Node, QueryCursor
 
@@ -195,7 +195,7 @@ def find_candidates(root: Node, cursor: QueryCursor | None = None) -> list[Candi
             if cand is not None:
                 blocked_until = node.end_byte
         if cand is not None:
-            cand = replace(cand, scopes=_scopes_of(node), stmt=node)
+            cand = Candidate(cand.family, cand.cut, cand.end, cand.main, _scopes_of(node), node)
             found.append(cand)
     return found
 

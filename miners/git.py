@@ -6,6 +6,7 @@ long-lived ``git cat-file --batch`` process that is always closed.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -250,7 +251,7 @@ def iter_first_parent_log(repo: GitRepo, rev_range: str):
         raise GitError(f"{repo.path}: git log failed: {err.splitlines()[-1] if err else code}")
 
 
-_PAIR = re.compile(rb"^[0-9a-f]{40,64} [0-9a-f]{40,64}$")
+_PAIR_LINE = re.compile(rb"(?m)^[0-9a-f]{40,64} [0-9a-f]{40,64}(?:\n|\Z)")
 
 
 def diff_tree_pairs(repo: GitRepo, pairs: list[tuple[str, str]], pathspecs: list[str]) -> list[bytes]:
@@ -263,17 +264,11 @@ def diff_tree_pairs(repo: GitRepo, pairs: list[tuple[str, str]], pathspecs: list
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         raise GitError(f"{repo.path}: git diff-tree failed: {err[-1] if err else proc.returncode}")
-    out: list[bytes] = []
-    current: list[bytes] | None = None
-    for line in proc.stdout.splitlines(keepends=True):
-        if _PAIR.match(line.rstrip(b"\n")) and (current is None or len(out) < len(pairs)):
-            if current is not None:
-                out.append(b"".join(current))
-            current = []
-        elif current is not None:
-            current.append(line)
-    if current is not None:
-        out.append(b"".join(current))
+    # each pair's diff follows the echo of its "tree tree" line (no diff line starts with a
+    # hex digit); the first len(pairs) such lines are the echoes
+    heads = list(itertools.islice(_PAIR_LINE.finditer(proc.stdout), len(pairs)))
+    ends = [m.start() for m in heads[1:]] + [len(proc.stdout)]
+    out = [proc.stdout[m.end():end] for m, end in zip(heads, ends)]
     if len(out) != len(pairs):
         raise GitError(f"{repo.path}: git diff-tree answered {len(out)} diffs for {len(pairs)} pairs")
     return out

@@ -45,7 +45,7 @@ def _class_of(node: Node) -> Node | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Unit:
     start: int
     end: int
@@ -53,7 +53,7 @@ class _Unit:
     keys: list[Key]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Top:
     """A top-level statement: a class with members (``header_end`` set) or one unit."""
     start: int
