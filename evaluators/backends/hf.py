@@ -177,10 +177,10 @@ class HFGenerator:
         cut at several places). The run's last prompt is encoded, reusing the cache of its
         longest common prefix with the previous run's; every prompt of the run then takes
         its keys and values from that cache and leaves its tail to its first decode step.
-        Up to ``max(batch_size, decode_batch_size)`` prompts are decoded together: tails and decode steps
-        are batched (on a CPU a forward pass costs at least one read of every weight,
-        whatever the tokens it computes), and each shared prefix is computed once, in one
-        long forward pass rather than piecemeal.
+        Up to ``max(batch_size, decode_batch_size)`` prompts are decoded together: tails
+        and decode steps are batched (on a CPU a forward pass costs at least one read of
+        every weight, whatever the tokens it computes), and each shared prefix is computed
+        once, in one long forward pass rather than piecemeal.
         """
         first: dict[int, int] = {}     # adapter object -> order of first appearance
         group = [first.setdefault(id(adapters[i]), len(first) + 1)
