@@ -230,7 +230,6 @@ class HFGenerator:
                     bar.update(1)
                     yield j, out
 
-    @torch.inference_mode()
     def _decode_pending(self, batch: list[tuple[int, int, list | None]], encoded: list[list[int]],
                         model, lora) -> list[list[int]]:
         """Decode prompts whose first tokens are in caches: every row's tail (what its cache
@@ -249,18 +248,24 @@ class HFGenerator:
             mask[r, width:width + tail - len(ids)] = 0
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width:]
+        # the rows' caches are stacked once, straight into buffers with room for the tail
+        # and every decode step, which then append in place
+        capacity = width + tail + self.config.max_new_tokens
         cache = DynamicCache()
         if width:
             layers = next(kv for _, _, kv in batch if kv is not None)
             for layer in range(len(layers)):
-                k0, v0 = layers[layer]
-                k = k0.new_zeros((rows, k0.shape[1], width, k0.shape[3]))
-                v = v0.new_zeros((rows, v0.shape[1], width, v0.shape[3]))
-                for r, ((_, _, kv), n) in enumerate(zip(batch, keep)):
-                    if n:
-                        k[r, :, width - n:] = kv[layer][0][0, :, :n]
-                        v[r, :, width - n:] = kv[layer][1][0, :, :n]
-                cache.update(k, v, layer)
+                bufs = []
+                for part in range(2):                                  # keys, values
+                    t0 = layers[layer][part]
+                    buf = t0.new_empty((rows, t0.shape[1], capacity, t0.shape[3]))
+                    for r, ((_, _, kv), n) in enumerate(zip(batch, keep)):
+                        buf[r, :, :width - n] = 0                      # left padding
+                        if n:
+                            buf[r, :, width - n:width] = kv[layer][part][0, :, :n]
+                    bufs.append(buf)
+                _seat(cache, layer, bufs[0], bufs[1], width)
+        _grow_in_place(cache, capacity)
         model = model if model is not None else self.model
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                     use_cache=True, **{self._cache_arg: cache}, **self._last_logits)
@@ -310,6 +315,19 @@ def _grow_in_place(cache, capacity: int) -> None:
         if not hasattr(layer, "keys") or getattr(layer, "is_sliding", False):
             return                                  # not a plain dynamic layer: leave it
         layer.update = types.MethodType(functools.partial(_append_in_place, capacity=capacity), layer)
+
+
+def _seat(cache, layer: int, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+    """Make the first ``length`` positions of the buffers ``keys``, ``values`` (rows, heads,
+    capacity, dim) layer ``layer`` of an empty-so-far ``DynamicCache``, without copying
+    them where the cache has ``layers`` (``_append_in_place`` then writes after them)."""
+    if not hasattr(cache, "layers"):                               # transformers < 4.56
+        cache.update(keys[..., :length, :], values[..., :length, :], layer)
+        return
+    cache.update(keys[..., :0, :], values[..., :0, :], layer)      # creates the layer
+    seated = cache.layers[layer]
+    seated.keys, seated.values = keys[..., :length, :], values[..., :length, :]
+    seated._buffers = (keys, values)
 
 
 def _append_in_place(layer, key_states: torch.Tensor, value_states: torch.Tensor, *args,
