@@ -20,7 +20,7 @@ from pathlib import Path
 
 from miners.acquire import acquire
 from miners.evolution_miner import EvolutionMinerConfig, mine_evolution
-from miners.git import SAFE_OPTIONS, git_env
+from miners.git import GitRepo
 from miners.repolist import read_repo_list
 from repopeftbench.stats import markdown_table
 
@@ -28,10 +28,11 @@ from repopeftbench.stats import markdown_table
 def time_git_log(path: Path, head: str) -> float | None:
     """Seconds of ``git log -p --first-parent``, or None when git fails (a blob missing
     from a damaged repository stops it part way: no fair reference)."""
-    t0 = time.perf_counter()
-    done = subprocess.run(["git", *SAFE_OPTIONS, "-C", str(path), "log", "-p", "--first-parent",
-                           head], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          env=git_env(), check=False)
+    with GitRepo(path) as repo:
+        t0 = time.perf_counter()
+        done = subprocess.run(repo._cmd(["log", "-p", "--first-parent", head]),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              **repo.popen_kwargs(), check=False)
     return time.perf_counter() - t0 if done.returncode == 0 else None
 
 

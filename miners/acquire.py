@@ -27,6 +27,29 @@ def safe_name(repo_id: str) -> str:
     return f"{slug}-{hashlib.sha1(repo_id.encode()).hexdigest()[:8]}"
 
 
+# A clone or fetch talks to a server with the user's own git configuration (proxies,
+# credentials), minus anything that would run here: no hooks, no fsmonitor.
+CLONE_OPTIONS = ["--config=core.hooksPath=/dev/null", "--config=core.fsmonitor=false"]
+
+
+def clone_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_OBJECT_DIRECTORY", "GIT_INDEX_FILE"):
+        env.pop(name, None)
+    return env
+
+
+def fetch_into_cache(url: str, dest: Path) -> None:
+    """New commits of ``url`` into our own bare clone ``dest`` (its configuration is ours)."""
+    proc = subprocess.run(["git", "-c", "core.hooksPath=/dev/null", "-C", str(dest), "fetch",
+                           "--quiet", url, "+refs/heads/*:refs/heads/*"], capture_output=True,
+                          stdin=subprocess.DEVNULL, env=clone_env())
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"cannot fetch {url}: {err[-1] if err else proc.returncode}")
+
+
 def clone_into_cache(url: str, dest: Path) -> None:
     """Bare-clone ``url`` to ``dest`` with GitPython; the clone appears atomically."""
     import git  # GitPython; imported lazily so read-only use does not need it
@@ -34,10 +57,8 @@ def clone_into_cache(url: str, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
-        options = [f"--config={SAFE_OPTIONS[i + 1]}" for i in range(0, len(SAFE_OPTIONS), 2)
-                   if SAFE_OPTIONS[i + 1].startswith("core.")]
-        repo = git.Repo.clone_from(url, tmp / "repo.git", bare=True, env=git_env(),
-                                   multi_options=options, allow_unsafe_options=True)
+        repo = git.Repo.clone_from(url, tmp / "repo.git", bare=True, env=clone_env(),
+                                   multi_options=CLONE_OPTIONS, allow_unsafe_options=True)
         repo.close()
         (tmp / "repo.git").rename(dest)
     except git.GitCommandError as exc:
@@ -119,25 +140,28 @@ def snapshot_directory(path: Path, dest: Path) -> GitRepo:
     return GitRepo(dest)
 
 
-def acquire(spec: RepoSpec, cache_dir: Path, refresh: bool = False) -> GitRepo:
+def acquire(spec: RepoSpec, cache_dir: Path, refresh: bool = False,
+            rebuild_snapshot: bool = True) -> GitRepo:
     """Return a read-only handle on the repository of ``spec``.
 
     Local paths (work trees or bare git directories) are read in place and never
     written to; other local directories are read as a snapshot (see the module). Remote URLs are cloned once into ``cache_dir``; ``refresh`` fetches
-    new commits into an existing clone.
+    new commits into an existing clone. ``rebuild_snapshot=False`` reuses a snapshot
+    repository made earlier in the same build.
     """
     if not spec.is_remote:
         path = Path(spec.location)
         if not path.exists():
             raise GitError(f"{spec.location}: path does not exist")
         if path.is_dir() and not is_git_directory(path):
-            return snapshot_directory(path, cache_dir / f"{safe_name(spec.repo_id)}.snapshot.git")
+            dest = cache_dir / f"{safe_name(spec.repo_id)}.snapshot.git"
+            if not rebuild_snapshot and dest.is_dir():
+                return GitRepo(dest)       # made moments ago by ``identify`` in this build
+            return snapshot_directory(path, dest)
         return GitRepo(path)
     dest = cache_dir / f"{safe_name(spec.repo_id)}.git"
     if not dest.exists():
         clone_into_cache(spec.location, dest)
     elif refresh:
-        repo = GitRepo(dest)
-        repo.run(["fetch", "--quiet", "origin", "+refs/heads/*:refs/heads/*"])
-        return repo
+        fetch_into_cache(spec.location, dest)
     return GitRepo(dest)

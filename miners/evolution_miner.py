@@ -344,9 +344,12 @@ def mine_evolution(repo: GitRepo, head: str, repo_id: str, config: EvolutionMine
                 counts[Reason.MERGE_COMMITS] += 1
             if not commit.parents:
                 counts[Reason.ROOT_COMMITS] += 1
-            if state.last_commit_time is not None and commit.commit_time < state.last_commit_time:
+            if commit.commit_time is None or commit.author_time is None:
+                counts[Reason.TIMESTAMP_OUT_OF_RANGE] += 1
+            elif state.last_commit_time is not None and commit.commit_time < state.last_commit_time:
                 counts[Reason.TIMESTAMP_OUT_OF_ORDER] += 1
-            state.last_commit_time = commit.commit_time
+            if commit.commit_time is not None:
+                state.last_commit_time = commit.commit_time
             commit_events = {"added": 0, "modified": 0}
             commit_tasks: list[dict] = []
             fetched.clear()

@@ -54,6 +54,8 @@ class Reason(str, Enum):
     # --- evolution replay events (counted, not filtered)
     MERGE_COMMITS = ("merge_commits", "merge commits replayed through their first parent")
     ROOT_COMMITS = ("root_commits", "commits without a parent")
+    TIMESTAMP_OUT_OF_RANGE = ("timestamp_out_of_range", "commits whose committer or author "
+                              "time is outside years 1-9999 (stored as null)")
     TIMESTAMP_OUT_OF_ORDER = ("timestamp_out_of_order", "commits older than their first-parent "
                                                         "predecessor (rebased or clock skew)")
     TEST_FILE_DELETED = ("test_file_deleted", "test files deleted")

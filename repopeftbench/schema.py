@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 # Values of the two split axes stored on every row (SPEC section 6).
 CROSS_REPO_SPLITS = ("train", "cr_val", "cr_test", "ood")
@@ -77,8 +77,8 @@ COMMITS = _schema([
     pa.field("cross_repo_split", pa.string(), nullable=False),
     pa.field("commit_index", pa.int32(), nullable=False),
     pa.field("commit_sha", pa.string(), nullable=False),
-    pa.field("commit_timestamp", pa.int64(), nullable=False),
-    pa.field("author_timestamp", pa.int64(), nullable=False),
+    pa.field("commit_timestamp", pa.int64()),     # null when git's value is out of range
+    pa.field("author_timestamp", pa.int64()),
     pa.field("in_repo_split", pa.string(), nullable=False),
     pa.field("production_code_diff", pa.string(), nullable=False),
     pa.field("n_new_assertions", pa.int32(), nullable=False),
@@ -158,8 +158,9 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
     "commits": {
         "repo_id": _TASK_COMMON["repo_id"], "cross_repo_split": _TASK_COMMON["cross_repo_split"],
         "commit_index": "first-parent position of the commit (0 = root commit)",
-        "commit_sha": "the kept commit", "commit_timestamp": "committer time, UTC seconds",
-        "author_timestamp": "author time, UTC seconds",
+        "commit_sha": "the kept commit",
+        "commit_timestamp": "committer time, UTC seconds (null when out of range: years 1-9999)",
+        "author_timestamp": "author time, UTC seconds (null when out of range)",
         "in_repo_split": "chronological split of the repository's kept commits",
         "production_code_diff": "unified diff of non-test .py/.md/.rst files since the previous "
                                 "kept commit (the empty tree for the first)",

@@ -67,5 +67,19 @@ def parse_time(value: str) -> int:
     return int(dt.timestamp())
 
 
+# The timestamps a commit may carry that fit int64 and a calendar date (years 1-9999);
+# git stores any digits, e.g. 99999999999999999999.
+MIN_TIMESTAMP, MAX_TIMESTAMP = -62135596800, 253402300799
+
+
+def valid_timestamp(value: int | str | None) -> int | None:
+    """``value`` as an int when it is a usable time, else None."""
+    try:
+        ts = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return ts if MIN_TIMESTAMP <= ts <= MAX_TIMESTAMP else None
+
+
 def iso_time(ts: int) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
