@@ -37,6 +37,8 @@ class BuildSummary:
     split_sizes: dict[str, dict[str, int]]   # table -> split -> rows
     filter_counts: dict[str, int]
     failures: list[dict]
+    published: bool = False              # swapped into the output folder
+    failures_path: Path | None = None    # where failures.jsonl was written
 
 
 def _static_rows(spec: RepoSpec, split: str, config: BuildConfig, work_root: Path) -> list[dict]:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
 import pyarrow.parquet as pq
 
-from repopeftbench.io import write_json, write_parquet
+from repopeftbench.io import publish, sha256_file, write_json, write_parquet
 from repopeftbench.schema import (COMMITS, CONTEXT, EVOLUTION, SCHEMA_VERSION, STATIC,
                                   table_from_rows, without_splits)
 from repopeftbench.splits import iso_time, parse_time
@@ -39,8 +41,10 @@ class RepoInfo:
     """What every track needs to know about a repository before mining it."""
     head: str          # newest commit considered (pinned, or HEAD)
     snapshot: str      # static snapshot / end of the replayed history (cutoff applied)
-    created_at: str
+    created_at: str | None
     is_ood: bool
+    roots: tuple[str, ...] = ()   # every root commit reachable from head (duplicate check)
+    tree: str = ""                # the snapshot's tree (duplicate check)
 
 
 @dataclass
@@ -64,6 +68,9 @@ class PartResult:
     head: str | None = None
     n_commits: int | None = None
     n_kept_commits: int | None = None
+    # SHA-256 of the work files this result stands for ("rows", "commits", "state"):
+    # a cached part is used only when they all still match
+    files: dict[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -105,8 +112,12 @@ def resolve_repo(repo: GitRepo, spec: RepoSpec, cutoff: str | None) -> RepoInfo 
         if spec.sha:
             return f"pinned sha {spec.sha} not found in {spec.url}"
         return f"{spec.url}: empty repository (no commits)"
-    created_at = spec.created_at or iso_time(repo.root_commit_time(head))
+    root_time = repo.root_commit_time(head) if not spec.created_at else None
+    created_at = spec.created_at or (iso_time(root_time) if root_time is not None else None)
     cutoff_ts = parse_time(cutoff) if cutoff else None
+    if cutoff_ts is not None and spec.split is None and created_at is None:
+        return "no usable creation date: created_at not given and every root commit's time " \
+               "is out of range"
     is_ood = spec.split == "ood" or (
         spec.split is None and cutoff_ts is not None and parse_time(created_at) > cutoff_ts)
     snapshot = head
@@ -114,19 +125,45 @@ def resolve_repo(repo: GitRepo, spec: RepoSpec, cutoff: str | None) -> RepoInfo 
         snapshot = repo.last_commit_before(head, cutoff_ts)
         if snapshot is None:
             return f"no commit before the cutoff {cutoff}"
-    return RepoInfo(head, snapshot, created_at, is_ood)
+    return RepoInfo(head, snapshot, created_at, is_ood, tuple(repo.root_commits(head)),
+                    repo.tree_of(snapshot))
 
 
 def _load_meta(path: Path) -> PartResult | None:
     """A cached part result, or None when absent or unreadable (e.g. an older format)."""
     try:
-        return PartResult.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
+        return PartResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, RecursionError):
+        if path.exists():
+            notice(f"{path}: cached part is unreadable; mining it again")
         return None
 
 
-def _save(path: Path, result: PartResult) -> PartResult:
-    write_json(path, result.to_dict())
+def notice(message: str) -> None:
+    """A one-line notice on stderr (the build goes on)."""
+    print(f"notice: {message}", file=sys.stderr, flush=True)
+
+
+def _cached(p: dict[str, Path], key: dict) -> PartResult | None:
+    """The cached result of this part when its key matches and every work file it stands
+    for still has its checksum; a damaged one is reported and mined again."""
+    cached = _load_meta(p["meta"])
+    if cached is None or cached.key != key:
+        return None
+    if cached.files is None:
+        return None                 # written before parts carried checksums
+    for name, digest in cached.files.items():
+        f = p[name]
+        if not f.exists() or sha256_file(f) != digest:
+            notice(f"{f}: cached part is damaged (checksum mismatch); mining it again")
+            return None
+    return cached
+
+
+def _save(p: dict[str, Path], result: PartResult, files: tuple[str, ...] = ()) -> PartResult:
+    """Write the part's metadata last, with the checksums of its work files ``files``."""
+    result.files = {name: sha256_file(p[name]) for name in files}
+    write_json(p["meta"], result.to_dict())
     return result
 
 
@@ -135,8 +172,8 @@ def mine_static_track(repo: GitRepo, spec: RepoSpec, info: RepoInfo, config,
     p = paths(work_root, "static", spec.repo_id)
     key = {"location": spec.location, "snapshot": info.snapshot, "is_ood": info.is_ood,
            "static": config.static.to_dict(), "seed": config.seed, "schema": SCHEMA_VERSION}
-    cached = _load_meta(p["meta"])
-    if cached and cached.key == key and (not cached.ok or p["rows"].exists()):
+    cached = _cached(p, key)
+    if cached:
         return cached
     commit_idx = repo.first_parent_index(info.snapshot)
     result = mine_static(repo, info.snapshot, spec.repo_id, config.static, commit_idx, config.seed)
@@ -155,7 +192,7 @@ def mine_static_track(repo: GitRepo, spec: RepoSpec, info: RepoInfo, config,
     else:
         write_parquet(p["rows"], table_from_rows(result.rows, MINED_STATIC))
         meta = PartResult(spec.repo_id, "ok", n_tasks=len(result.rows), **base)
-    return _save(p["meta"], meta)
+    return _save(p, meta, ("rows",) if meta.ok else ())
 
 
 def mine_context_part(repo: GitRepo, spec: RepoSpec, info: RepoInfo, config,
@@ -163,8 +200,8 @@ def mine_context_part(repo: GitRepo, spec: RepoSpec, info: RepoInfo, config,
     p = paths(work_root, CONTEXT_PART, spec.repo_id)
     key = {"location": spec.location, "snapshot": info.snapshot,
            "context": config.context.to_dict(), "schema": SCHEMA_VERSION}
-    cached = _load_meta(p["meta"])
-    if cached and cached.key == key and (not cached.ok or p["rows"].exists()):
+    cached = _cached(p, key)
+    if cached:
         return cached
     result = mine_context(repo, info.snapshot, spec.repo_id, config.context)
     base = dict(key=key, commit_sha=info.snapshot,
@@ -175,7 +212,7 @@ def mine_context_part(repo: GitRepo, spec: RepoSpec, info: RepoInfo, config,
     else:
         write_parquet(p["rows"], table_from_rows(result.rows, CONTEXT))
         meta = PartResult(spec.repo_id, "ok", n_tasks=len(result.rows), **base)
-    return _save(p["meta"], meta)
+    return _save(p, meta, ("rows",) if meta.ok else ())
 
 
 def _is_ancestor(repo: GitRepo, old: str, new: str) -> bool:
@@ -189,20 +226,20 @@ def mine_evolution_track(repo: GitRepo, spec: RepoSpec, info: RepoInfo, config,
     key = {"location": spec.location, "is_ood": info.is_ood,
            "evolution": config.evolution.to_dict(), "schema": SCHEMA_VERSION}
     if repo.is_shallow():
-        return _save(p["meta"], PartResult.failed(
+        return _save(p, PartResult.failed(
             spec.repo_id, "history incomplete: shallow clone (fetch with --unshallow)",
             key=key, head=info.snapshot))
-    cached = _load_meta(p["meta"])
+    cached = _cached(p, key)
     state, counts = EvolutionState(), {}
     previous: bool = False
-    if cached and cached.key == key and p["state"].exists():
+    if cached and "state" in cached.files:
         if cached.head == info.snapshot:
             return cached
-        old_state = EvolutionState.from_dict(json.loads(p["state"].read_text()))
+        old_state = EvolutionState.from_dict(json.loads(p["state"].read_text(encoding="utf-8")))
         if old_state.head and _is_ancestor(repo, old_state.head, info.snapshot):
             state = old_state  # incremental: continue the replay from the last build
             counts = dict(cached.filter_counts)
-            previous = p["commits"].exists() and p["rows"].exists()
+            previous = cached.ok
     with Spool(p["rows"], MINED_EVOLUTION) as tasks, Spool(p["commits"], MINED_COMMITS) as commits:
         if previous:
             tasks.copy_from(p["rows"])
@@ -226,7 +263,7 @@ def mine_evolution_track(repo: GitRepo, spec: RepoSpec, info: RepoInfo, config,
                                                f"file ({result.state.n_commits} commits replayed)",
                                  **base)
     write_json(p["state"], result.state.to_dict())
-    return _save(p["meta"], meta)
+    return _save(p, meta, ("rows", "commits", "state") if meta.ok else ("state",))
 
 
 class Spool:
@@ -241,7 +278,9 @@ class Spool:
         self._buffer: list[dict] = []
         self._discard = False
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = path.with_name(f".{path.name}.tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)                     # a unique name: a stray process cannot collide
+        self._tmp = Path(tmp)
         self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
 
     def add(self, rows: list[dict]) -> None:
@@ -271,7 +310,7 @@ class Spool:
             self._flush()
         self._writer.close()
         if exc_type is None and not self._discard:
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path)
         else:
             self._tmp.unlink(missing_ok=True)
 
@@ -286,9 +325,23 @@ def parts_of(config) -> tuple[str, ...]:
     return (*config.tracks, CONTEXT_PART)
 
 
+def identify(spec: RepoSpec, config, cache_dir: Path, refresh: bool = False) -> RepoInfo | str:
+    """Acquire ``spec`` and resolve what to mine (with its roots and snapshot tree, which
+    the build compares to find one repository listed twice), or the reason why not.
+    Never raises for a problem of the repository."""
+    try:
+        with acquire(spec, cache_dir, refresh) as repo:
+            return resolve_repo(repo, spec, config.cutoff)
+    except GitError as exc:
+        return str(exc)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
 def mine_repo(spec: RepoSpec, config, work_root: Path, cache_dir: Path,
-              refresh: bool = False) -> RepoResult:
-    """Mine ``spec`` for ``config.tracks`` and the context table.
+              info: RepoInfo | str) -> RepoResult:
+    """Mine ``spec`` for ``config.tracks`` and the context table, at what ``identify``
+    resolved (a string: the reason there is nothing to mine).
 
     Never raises for a problem of the repository: each part's result says ok or why not.
     """
@@ -296,15 +349,14 @@ def mine_repo(spec: RepoSpec, config, work_root: Path, cache_dir: Path,
 
     def fail_all(reason: str) -> RepoResult:
         for part in parts_of(config):
-            out.parts[part] = _save(paths(work_root, part, spec.repo_id)["meta"],
+            out.parts[part] = _save(paths(work_root, part, spec.repo_id),
                                     PartResult.failed(spec.repo_id, reason))
         return out
 
+    if isinstance(info, str):
+        return fail_all(info)
     try:
-        with acquire(spec, cache_dir, refresh) as repo:
-            info = resolve_repo(repo, spec, config.cutoff)
-            if isinstance(info, str):
-                return fail_all(info)
+        with acquire(spec, cache_dir, rebuild_snapshot=False) as repo:
             out.info = info
             for part in parts_of(config):
                 try:
@@ -317,4 +369,26 @@ def mine_repo(spec: RepoSpec, config, work_root: Path, cache_dir: Path,
         return fail_all(str(exc))
     except Exception as exc:
         return fail_all(f"{type(exc).__name__}: {exc}")
+    return out
+
+
+def duplicates(specs: list[RepoSpec], infos: dict[str, RepoInfo | str]) -> dict[str, str]:
+    """repo_id -> reason, for every repository that is an earlier-listed one again (a
+    shared root commit, or the same snapshot tree): the first in list order is kept."""
+    seen: dict[tuple[str, str], str] = {}
+    out: dict[str, str] = {}
+    for spec in specs:
+        info = infos.get(spec.repo_id)
+        if not isinstance(info, RepoInfo):
+            continue
+        keys = [("root commit", r) for r in info.roots] + [("snapshot tree", info.tree)]
+        first = next(((what, sha, seen[(what, sha)]) for what, sha in keys if (what, sha) in seen),
+                     None)
+        if first is not None:
+            what, sha, other = first
+            out[spec.repo_id] = (f"duplicate of {other} (same {what} {sha[:12]}); listed twice, "
+                                 f"mined once")
+            continue
+        for k in keys:
+            seen[k] = spec.repo_id
     return out

@@ -23,6 +23,9 @@ _SHA_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
 _REMOTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/\s]+@[^/\s]+:")
 
 
+MAX_FIELD_CHARS = 10_000   # a URL, path or id longer than this is a mistake, not a row
+
+
 class RepoListError(UserError, ValueError):
     """The repository list itself cannot be read."""
 
@@ -129,15 +132,34 @@ def read_repo_list(path: str | Path) -> tuple[list[RepoSpec], list[BadRow]]:
                 continue
             raw_rows.append((f"{path}:{lineno}", obj, None))
     elif suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
-        if not reader.fieldnames:
-            raise RepoListError(f"{path}: empty repository list (no header row)")
-        names = {_ALIASES.get(n.strip().lower(), n.strip().lower()) for n in reader.fieldnames}
-        missing = {"repo_id", "url"} - names
-        if missing:
-            raise RepoListError(f"{path}: header lacks required column(s) {', '.join(sorted(missing))}")
-        for row in reader:
-            raw_rows.append((f"{path}:{reader.line_num}", row, None))
+        limit = csv.field_size_limit()
+        csv.field_size_limit(len(text) + 1)   # any field parses; long ones are bad rows below
+        try:
+            reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
+            try:
+                fieldnames = reader.fieldnames
+            except csv.Error as exc:
+                raise RepoListError(f"{path}:1: unreadable header ({exc})") from None
+            if not fieldnames:
+                raise RepoListError(f"{path}: empty repository list (no header row)")
+            names = {_ALIASES.get(n.strip().lower(), n.strip().lower()) for n in fieldnames}
+            missing = {"repo_id", "url"} - names
+            if missing:
+                raise RepoListError(f"{path}: header lacks required column(s) "
+                                    f"{', '.join(sorted(missing))}")
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    raise RepoListError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+                long = [k for k, v in row.items() if isinstance(v, str) and len(v) > MAX_FIELD_CHARS]
+                raw_rows.append((f"{path}:{reader.line_num}", None if long else row,
+                                 f"field {long[0]!r} is longer than {MAX_FIELD_CHARS} characters"
+                                 if long else None))
+        finally:
+            csv.field_size_limit(limit)
     else:
         raise RepoListError(f"{path}: unknown list format '{suffix}' (use .csv, .tsv or .jsonl)")
 

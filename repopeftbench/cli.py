@@ -37,20 +37,35 @@ def cmd_build(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     summary = build(args.repos, args.out, config, workers=args.workers, cache_dir=args.cache_dir,
-                    refresh=args.refresh, progress=not args.no_progress, work_dir=args.work_dir)
+                    refresh=args.refresh, progress=not args.no_progress, work_dir=args.work_dir,
+                    overwrite=args.overwrite)
     print(format_summary(summary))
     if summary.n_ok == 0:
-        print("error: no repository gave tasks", file=sys.stderr)
+        print(f"error: no repository gave tasks; {args.out} left as it was", file=sys.stderr)
         return 1
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from .stats import compute_stats, format_stats
+    from .verify import verified_identity
 
+    verified_identity(args.dir)
     stats = compute_stats(args.dir)
     print(json.dumps(stats, indent=2, sort_keys=True) if args.json else format_stats(stats))
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    report = verify(args.dir, use_cache=not args.no_cache)
+    for problem in report.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    state = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"{args.dir}: {state}; {report.n_files} files checked ({report.n_hashed} hashed, the "
+          f"rest unchanged since their last check); identity sha256:{report.identity}")
+    return 0 if report.ok else 1
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -227,6 +242,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="resume state and clones, kept out of the published directory "
                         "(default: .OUT.work beside OUT)")
     b.add_argument("--refresh", action="store_true", help="fetch new commits into cached clones")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace OUT whole even when it is not a benchmark (by default a "
+                        "non-empty OUT must be a benchmark, which is replaced whole)")
     b.add_argument("--max-file-bytes", type=_positive_int, default=1_000_000,
                    help="skip test files larger than this (default: 1000000)")
     b.add_argument("--profile", default="default", choices=["default", "paper"],
@@ -356,6 +374,16 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("dir", help="benchmark directory written by 'build'")
     s.add_argument("--json", action="store_true", help="print JSON instead of tables")
     s.set_defaults(func=cmd_stats)
+
+    v = sub.add_parser("verify", help="check every file of a benchmark against its manifest",
+                       description="Hash every file of a built benchmark and compare it with "
+                                   "manifest.json: missing, changed and unlisted tables are "
+                                   "reported. evaluate, score and stats do this before use "
+                                   "(hashes cached by file size and times).")
+    v.add_argument("dir", help="benchmark directory written by 'build'")
+    v.add_argument("--no-cache", action="store_true",
+                   help="hash every file again, ignoring cached hashes")
+    v.set_defaults(func=cmd_verify)
     return parser
 
 

@@ -100,12 +100,15 @@ def make_tiny_model(path: Path, texts: list[str] | None = None, seed: int = 0) -
 
 def build_bench(root: Path, files: dict[str, str], splits: list[str | None], prefix: str) -> Path:
     """A benchmark of ``len(splits)`` copies of one repository (ids ``{prefix}/r{i}``, each
-    forced into its split, None for the hashed default), built into ``root/out``."""
+    forced into its split, None for the hashed default), built into ``root/out``. Each copy
+    has a file of its own (not context: .txt) so that they are not one repository listed
+    several times, which a build mines once."""
     import json
 
     from miners.build import build
 
-    repos = [make_repo(root / f"r{i}", files) for i in range(len(splits))]
+    repos = [make_repo(root / f"r{i}", {**files, "COPY.txt": f"{prefix}/r{i}\n"})
+             for i in range(len(splits))]
     lst = root / "repos.jsonl"
     lst.write_text("".join(json.dumps({"repo_id": f"{prefix}/r{i}", "url": str(r), "split": sp}) + "\n"
                            for i, (r, sp) in enumerate(zip(repos, splits))))

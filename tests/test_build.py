@@ -71,6 +71,15 @@ def output_files(out: Path) -> dict[str, bytes]:
             if p.is_file()}
 
 
+def good_like(path: Path, name: str) -> Path:
+    """A repository with the tests of "good" but its own history (another README)."""
+    repo = make_repo(path, {"pkg/core.py": PROD, "tests/test_core.py": GOOD_TEST,
+                            "README.md": f"# {name}\n"})
+    commit_files(repo, {"tests/test_more.py": "def test_more():\n    assert compute(2) == 33\n"},
+                 date="2024-02-01T00:00:00Z")
+    return repo
+
+
 @pytest.fixture(scope="module")
 def repos(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("repos")
@@ -97,8 +106,11 @@ def repos(tmp_path_factory) -> dict[str, Path]:
     r["empty"] = root / "empty"
     r["empty"].mkdir()
     git(r["empty"], "init", "-q")
+    # the same tests in other repositories (a repository listed twice is mined once)
+    for name in ("twin", "triplet"):
+        r[name] = good_like(root / name, name)
     r["bare"] = root / "bare.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(r["good"]), str(r["bare"])], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(r["twin"]), str(r["bare"])], check=True)
     corrupt = root / "corrupt"
     shutil.copytree(r["good"], corrupt, symlinks=True)
     for obj in (corrupt / ".git/objects").glob("??"):
@@ -114,7 +126,7 @@ def write_list(path: Path, repos: dict[str, Path], extra: str = "") -> Path:
         {"repo_id": "t/notests", "url": str(repos["notests"])},
         {"repo_id": "t/empty", "url": str(repos["empty"])},
         {"repo_id": "t/bare", "url": str(repos["bare"]), "split": "ood"},
-        {"repo_id": "t/remote", "url": "file://" + str(repos["good"])},
+        {"repo_id": "t/remote", "url": "file://" + str(repos["triplet"])},
         {"repo_id": "t/badurl", "url": "file:///nonexistent/repo.git"},
         {"repo_id": "t/corrupt", "url": str(repos["corrupt"])},
         {"repo_id": "t/missingdir", "url": "/nonexistent/dir"},
@@ -199,7 +211,8 @@ def test_builds_are_byte_identical_across_runs_and_workers(tmp_path, repos):
 def test_resume_after_sigkill_matches_clean_build(tmp_path, repos):
     entries = []
     for i in range(8):
-        entries.append({"repo_id": f"k/good{i}", "url": "file://" + str(repos["good"])})
+        copy = good_like(tmp_path / "src" / f"good{i}", f"good{i}")
+        entries.append({"repo_id": f"k/good{i}", "url": "file://" + str(copy)})
     repo_list = tmp_path / "repos.jsonl"
     repo_list.write_text("".join(json.dumps(e) + "\n" for e in entries))
     clean = tmp_path / "clean"
@@ -240,7 +253,7 @@ def test_datasets_load_dataset_reads_the_build(tmp_path, repos):
 def test_cutoff_truncates_history_and_marks_late_repos_ood(tmp_path, repos):
     repo_list = tmp_path / "repos.jsonl"
     repo_list.write_text(json.dumps({"repo_id": "c/good", "url": str(repos["good"])}) + "\n" +
-                         json.dumps({"repo_id": "c/late", "url": str(repos["good"]),
+                         json.dumps({"repo_id": "c/late", "url": str(repos["twin"]),
                                      "created_at": "2025-06-01"}) + "\n")
     out = tmp_path / "out"
     build(repo_list, out, BuildConfig(cutoff="2024-01-15"), workers=1, progress=False)
@@ -249,7 +262,7 @@ def test_cutoff_truncates_history_and_marks_late_repos_ood(tmp_path, repos):
     assert repos_table["c/good"]["commit_sha"] == first  # the later commit is past the cutoff
     assert repos_table["c/good"]["created_at"] == "2024-01-01T00:00:00Z"
     assert repos_table["c/late"]["cross_repo_split"] == "ood"
-    assert repos_table["c/late"]["commit_sha"] == git(repos["good"], "rev-parse", "HEAD").strip()
+    assert repos_table["c/late"]["commit_sha"] == git(repos["twin"], "rev-parse", "HEAD").strip()
 
 
 def test_load_dataset_sees_new_content_of_another_or_the_same_folder(tmp_path, repos):

@@ -54,10 +54,10 @@ def test_clear_errors_for_bad_arguments(tmp_path, capsys):
     assert "not an ISO-8601 date: 'soon'" in capsys.readouterr().err
     assert main(["build", "--repos", "x.csv", "--out", "o", "--tracks", "bogus"]) == 2
     assert main(["stats", str(tmp_path)]) == 2
-    assert "no build_report.json" in capsys.readouterr().err
+    assert "no manifest.json; build the benchmark first" in capsys.readouterr().err
 
 
-def test_build_where_every_repository_fails_still_writes_its_report(tmp_path, capsys):
+def test_build_where_every_repository_fails_writes_its_report_and_no_benchmark(tmp_path, capsys):
     repo_list = tmp_path / "repos.jsonl"
     repo_list.write_text('{"repo_id": "x/y", "url": "file:///nonexistent/repo.git"}\n')
     out = tmp_path / "o"
@@ -66,8 +66,10 @@ def test_build_where_every_repository_fails_still_writes_its_report(tmp_path, ca
     captured = capsys.readouterr()
     assert "x/y [static]: cannot clone file:///nonexistent/repo.git: fatal:" in captured.out
     assert "no repository gave tasks" in captured.err
-    assert json.loads((out / "failures.jsonl").read_text())["repo_id"] == "x/y"
-    assert (out / "manifest.json").exists() and (out / "README.md").exists()
+    work = tmp_path / ".o.work"
+    assert f"listed in {work / 'failures.jsonl'}" in captured.out
+    assert json.loads((work / "failures.jsonl").read_text())["repo_id"] == "x/y"
+    assert not out.exists()           # nothing published: no empty benchmark to mistake
 
 
 def test_methods_lists_builtin_methods(capsys):

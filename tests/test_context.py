@@ -13,7 +13,7 @@ from repopeftbench.dataset import Benchmark
 
 from conftest import make_repo
 
-TEST = "def test_one():\n    assert compute(1) == 2\n"
+TEST = "def test_one():\n    assert compute(1) == 22\n"
 
 
 def _repo(tmp_path: Path) -> Path:

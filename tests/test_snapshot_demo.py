@@ -45,9 +45,10 @@ def test_empty_directory_is_a_recorded_failure(tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("nothing\n")
     lst = tmp_path / "repos.jsonl"
     lst.write_text(json.dumps({"repo_id": "x/empty", "url": str(tmp_path / "empty")}) + "\n")
-    build(lst, tmp_path / "out", progress=False)
-    row = pq.read_table(tmp_path / "out" / "repos.parquet").to_pylist()[0]
-    assert row["status"] == "failed" and "no .py/.md/.rst file" in row["failure_reason"]
+    summary = build(lst, tmp_path / "out", progress=False)
+    assert summary.n_ok == 0 and not (tmp_path / "out").exists()   # nothing published
+    row = json.loads((tmp_path / ".out.work" / "failures.jsonl").read_text().splitlines()[0])
+    assert row["repo_id"] == "x/empty" and "no .py/.md/.rst file" in row["reason"]
 
 
 def test_demo_list_is_installed_test_suites_and_this_project(tmp_path):
