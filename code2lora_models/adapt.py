@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from repopeftbench.errors import UserError
-from repopeftbench.io import atomic_write_text
+from repopeftbench.io import atomic_write_text, read_json_file, read_safetensors
 
 from .bundle import Code2LoRABundle
 from .repo_embedding import split_diff
@@ -107,14 +107,12 @@ def adapt(repo_path: str | Path, checkpoint: str | Path, out: str | Path,
 
 def update(directory: str | Path, device: str = "cpu") -> Path:
     """Fold the commits since an Evo adapter's commit into its state; rewrite the adapter."""
-    from safetensors.torch import load_file
-
     from miners.evolution_miner import production_diffs
 
     d = Path(directory)
     if not (d / SIDECAR).exists():
         raise UserError(f"{d}: no {SIDECAR}; not an adapter written by 'repopeftbench adapt'")
-    sidecar = json.loads((d / SIDECAR).read_text())
+    sidecar = read_json_file(d / SIDECAR, "adapter sidecar")
     if not (d / STATE_FILE).exists():
         raise UserError(f"{d}: no stored GRU state; --update needs an adapter made with a "
                         f"code2lora-evo checkpoint")
@@ -123,7 +121,7 @@ def update(directory: str | Path, device: str = "cpu") -> Path:
         raise UserError(f"{d}: adapter made with encoder {sidecar['encoder']!r}, the checkpoint "
                         f"now holds {bundle.encoder_identity!r}")
     repo, head = _open_repo(sidecar["repository"])
-    state = load_file(str(d / STATE_FILE))["state"]
+    state = read_safetensors(d / STATE_FILE)["state"]
     with repo:
         if repo._run_raw(["merge-base", "--is-ancestor", sidecar["commit"], head],
                          check=False).returncode != 0:

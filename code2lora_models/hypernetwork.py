@@ -23,7 +23,7 @@ from torch import nn
 from evaluators.lora.config import DEFAULT_TARGETS, LoraSpec
 from evaluators.lora.model import LoraAdapter
 from repopeftbench.errors import UserError
-from repopeftbench.io import atomic_write_text
+from repopeftbench.io import atomic_write_text, read_json_file, read_safetensors
 
 from .heads import HeadConfig, ModuleShapes, make_head
 
@@ -120,13 +120,12 @@ class Code2LoRA(nn.Module):
         path = Path(directory) / CONFIG
         if not path.exists():
             raise UserError(f"{directory}: not a Code2LoRA checkpoint ({CONFIG} is missing)")
-        return json.loads(path.read_text())
+        return read_json_file(path, "Code2LoRA configuration")
 
     @classmethod
     def load(cls, directory: str | Path) -> "Code2LoRA":
-        from safetensors.torch import load_file
         meta = cls.read_config(directory)
         net = cls(meta["d_in"], HypernetConfig.from_dict(meta["config"]),
                   {t: tuple(s) for t, s in meta["shapes"].items()}, meta["layers"])
-        net.load_state_dict(load_file(str(Path(directory) / WEIGHTS)))
+        net.load_state_dict(read_safetensors(Path(directory) / WEIGHTS))
         return net

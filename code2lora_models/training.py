@@ -21,12 +21,13 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import Trainer
 
 from evaluators.lora.model import PerRowLora
 from evaluators.training import IGNORE
+from repopeftbench.io import read_safetensors
 
 from .evo import DiffGRU
 from .hypernetwork import Code2LoRA
@@ -126,7 +127,7 @@ class HyperTrainer(Trainer):
                   metadata={"format": "pt"})
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        state = load_file(str(Path(resume_from_checkpoint) / TRAINABLE_FILE))
+        state = read_safetensors(Path(resume_from_checkpoint) / TRAINABLE_FILE)
         missing = (model or self.model).load_state_dict(state, strict=False)
         bad = [k for k in missing.missing_keys if not k.startswith("lm.")]
         if bad or missing.unexpected_keys:

@@ -11,7 +11,7 @@ from repopeftbench import __version__
 from repopeftbench.io import canonical_json, sha256_text
 from repopeftbench.schema import (COLUMN_DOCS, FILE_SPLITS, SCHEMA_VERSION, SINGLE_FILE_TABLES,
                                   TABLES, table_path)
-from repopeftbench.stats import compute_stats, format_stats, markdown_table
+from repopeftbench.stats import Markdown, compute_stats, format_stats, markdown_table
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -68,7 +68,7 @@ def columns_section() -> str:
         docs = COLUMN_DOCS[table]
         parts.append(f"`{table}`:\n\n" + markdown_table(
             ["column", "type", "meaning"],
-            [[f"`{f.name}`", str(f.type), docs[f.name]] for f in schema]))
+            [[Markdown(f"`{f.name}`"), str(f.type), docs[f.name]] for f in schema]))
     return "\n\n".join(parts)
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -23,7 +24,8 @@ from pathlib import Path
 from repopeftbench import __version__
 from repopeftbench.dataset import Benchmark
 from repopeftbench.errors import UserError
-from repopeftbench.io import canonical_json, sha256_file, sha256_text, write_json, write_jsonl
+from repopeftbench.io import (canonical_json, read_json_file, sha256_file, sha256_text, write_json,
+                              write_jsonl)
 from repopeftbench.metrics import clean_prediction
 from repopeftbench.results import DatasetRef, ModelRef, Results
 
@@ -64,15 +66,42 @@ def package_versions() -> dict[str, str | None]:
 
 
 def _read_cache(path: Path) -> dict[str, dict]:
+    """Finished predictions of a cache file. A broken line (cut by an interruption,
+    even inside a UTF-8 character, or damaged) is ignored with a warning: its task is
+    predicted again."""
     out: dict[str, dict] = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by an interruption
+    if not path.exists():
+        return out
+    broken = 0
+    for line in path.read_bytes().split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line.decode("utf-8"))
+            ok = (isinstance(rec, dict) and isinstance(rec.get("task_id"), str)
+                  and isinstance(rec.get("prediction"), str))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            ok = False
+        if ok:
             out[rec["task_id"]] = rec
+        else:
+            broken += 1
+    if broken:
+        print(f"warning: {path}: {broken} broken cache line(s) ignored; their tasks are "
+              f"predicted again", file=sys.stderr)
     return out
+
+
+def _open_cache_for_append(path: Path):
+    """The cache file, opened to append whole lines (a line an interruption cut is ended
+    first, so the next record does not run into it)."""
+    fh = open(path, "ab")
+    if fh.tell():
+        with open(path, "rb") as r:
+            r.seek(-1, os.SEEK_END)
+            if r.read(1) != b"\n":
+                fh.write(b"\n")
+    return fh
 
 
 # ----------------------------------------------------------------------- checkpoints
@@ -100,7 +129,9 @@ def read_checkpoint(directory: str | Path, method_name: str | None = None) -> di
     if not path.exists():
         raise UserError(f"{directory}: not a checkpoint ({CHECKPOINT_FILE} is missing); "
                         f"make one with 'repopeftbench train'")
-    record = json.loads(path.read_text())
+    record = read_json_file(path, "checkpoint record")
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: the checkpoint record is not a JSON object")
     if method_name is not None and record.get("method") != method_name:
         raise UserError(f"{directory}: checkpoint of method {record.get('method')!r}, not of "
                         f"{method_name!r}")
@@ -287,19 +318,21 @@ def _predict_all(obj: Method, by_repo: dict[str, list[dict]], cached: dict[str, 
     """Ask the method for every repository's predictions; generate pending requests in
     chunks that mix repositories; append each finished prediction to the cache."""
     pending: list[tuple[dict, Request]] = []
-    with open(cache_path, "a", encoding="utf-8") as cache:
+    with _open_cache_for_append(cache_path) as cache:
         def record(task: dict, raw: str) -> None:
+            """Each finished task goes to the cache at once: an interruption loses at
+            most the rows being decoded."""
             rec = {"task_id": task["task_id"], "raw": raw,
                    "prediction": clean_prediction(raw, task["target"])}
             cached[task["task_id"]] = rec
-            cache.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            cache.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
+            cache.flush()
 
         def flush() -> None:
             if pending:
-                raws = obj.context.backend().generate([r for _, r in pending],
-                                                      desc=f"{method}: generating")
-                for (task, _), raw in zip(pending, raws):
-                    record(task, raw)
+                obj.context.backend().generate([r for _, r in pending],
+                                               desc=f"{method}: generating",
+                                               on_result=lambda i, raw: record(pending[i][0], raw))
                 pending.clear()
             cache.flush()
             os.fsync(cache.fileno())

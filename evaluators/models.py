@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repopeftbench.errors import UserError
+from repopeftbench.io import cache_root  # noqa: F401  (re-exported: the harness uses it)
 
 DEFAULT_MODEL = "smollm2"
 
@@ -35,10 +36,6 @@ ALIASES: dict[str, GGUFSource] = {
                                      "qwen2.5-coder-0.5b-instruct.gguf",
                                      "Qwen2.5-Coder-0.5B-Instruct, de-quantised from GGUF (six PyPI parts)"),
 }
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("REPOPEFTBENCH_CACHE", Path.home() / ".cache" / "repopeftbench"))
 
 
 def _package_dir(module: str) -> Path:

@@ -39,7 +39,7 @@ def read_submission(path: str | Path, expected_ids: set[str], dataset_sha256: st
         header = json.loads(lines[0])
         if not isinstance(header, dict):
             raise ValueError
-    except ValueError:
+    except (ValueError, RecursionError):
         raise SubmissionError(f"{path}:1: the first line must be a JSON header object") from None
     if header.get("dataset_sha256") != dataset_sha256:
         errors.append(f"{path}:1: dataset_sha256 {header.get('dataset_sha256')!r} does not match "
@@ -56,6 +56,9 @@ def read_submission(path: str | Path, expected_ids: set[str], dataset_sha256: st
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             errors.append(f"{path}:{n}: not valid JSON ({exc.msg})")
+            continue
+        except RecursionError:
+            errors.append(f"{path}:{n}: a JSON value nested too deeply")
             continue
         if not isinstance(obj, dict):
             errors.append(f"{path}:{n}: a JSON object is expected")

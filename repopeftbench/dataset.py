@@ -7,7 +7,6 @@ code), with column projection and row filters pushed down to Parquet.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Iterable
 
@@ -15,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import UserError
-from .io import sha256_file
+from .verify import read_manifest, verified_identity
 from .schema import FILE_SPLITS, SPLIT_TABLES, TABLES, TASK_TABLES, table_path
 
 TASK_CONFIGS = TASK_TABLES
@@ -29,14 +28,14 @@ SAMPLES = ("hash", "per_repo")   # how --limit samples tasks
 
 
 class Benchmark:
+    """A built benchmark, checked against its manifest when opened (``verify.py``): a
+    changed, missing or unlisted table is refused with a one-line error naming it.
+    ``sha256`` is the benchmark's identity, a hash over all its files' hashes."""
+
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
-        manifest = self.dir / "manifest.json"
-        if not manifest.exists():
-            raise FileNotFoundError(f"{self.dir}: no manifest.json; build the benchmark first "
-                                    f"(repopeftbench build)")
-        self.manifest = json.loads(manifest.read_text())
-        self.sha256 = sha256_file(manifest)
+        self.manifest = read_manifest(self.dir)
+        self.sha256 = verified_identity(self.dir)
 
     def splits(self, table: str) -> list[str]:
         """The non-empty file splits of a split table, in the published order."""

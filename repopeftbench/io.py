@@ -15,6 +15,11 @@ PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, row_group_size=1
                        use_dictionary=True, write_statistics=True)
 
 
+def cache_root() -> Path:
+    """The user cache (predictions, converted models, verified hashes)."""
+    return Path(os.environ.get("REPOPEFTBENCH_CACHE", Path.home() / ".cache" / "repopeftbench"))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -83,6 +88,37 @@ def read_parquet(path: str | os.PathLike) -> pa.Table:
         return pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         raise ValueError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
+def read_json_file(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """A JSON file's value; any problem (unreadable, not UTF-8, invalid, nested too deep)
+    is a one-line ``UserError`` naming the file."""
+    from .errors import UserError
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: the {what} is not UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: the {what} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except RecursionError:
+        raise UserError(f"{path}: the {what} is nested too deeply to read") from None
+
+
+def read_safetensors(path: str | os.PathLike) -> dict:
+    """Tensors of a safetensors file; a truncated or damaged one is a one-line
+    ``UserError`` naming the file."""
+    from safetensors.torch import load_file
+
+    from .errors import UserError
+    if not Path(path).is_file():
+        raise UserError(f"{path}: missing")
+    try:
+        return load_file(str(path))
+    except Exception as exc:        # SafetensorError, OSError, ValueError: all "damaged"
+        raise UserError(f"{path}: not a readable safetensors file "
+                        f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
 def sha256_file(path: str | os.PathLike) -> str:

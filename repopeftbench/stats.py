@@ -101,9 +101,28 @@ def _pct(n: int, total: int) -> str:
     return f"{100 * n / total:.1f}%" if total else "-"
 
 
+_MD_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\\": "\\\\",
+               "`": "\\`", "*": "\\*", "[": "\\[", "]": "\\]"}
+
+
+class Markdown(str):
+    """A cell that is markup of ours (a code span), not text to escape."""
+
+
+def md_escape(value: object) -> str:
+    """A table cell's text, shown as written: no HTML, links, emphasis or column breaks
+    from a user-supplied name; line breaks become spaces."""
+    if isinstance(value, Markdown):
+        return str(value)
+    text = " ".join(str(value).splitlines())
+    return "".join(_MD_SPECIAL.get(ch, ch) for ch in text)
+
+
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    """A Markdown table; every cell is escaped (``md_escape``)."""
+    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -146,6 +165,6 @@ def format_stats(stats: dict) -> str:
         what = "context table" if track == "context" else f"{track} track"
         parts.append(f"## Filters and events, {what} (first reason per item)")
         parts.append(markdown_table(["counter", "count", "meaning"],
-                                    [[f"`{r}`", n, describe(r)] for r, n in counts.items()])
+                                    [[Markdown(f"`{r}`"), n, describe(r)] for r, n in counts.items()])
                      if counts else "Nothing was filtered.")
     return "\n\n".join(parts) + "\n"

@@ -1,6 +1,8 @@
 """RAG baselines: chunks from the context table, ranked, prepended within the budget."""
 from __future__ import annotations
 
+import json
+
 import importlib.util
 import shutil
 from pathlib import Path
@@ -83,7 +85,10 @@ def test_rag_runs_in_the_harness_and_needs_a_context_table(bench, tiny, tmp_path
     assert res.scores["n_tasks"] == 2 and res.method["k"] == 1
     old = tmp_path / "old"
     shutil.copytree(bench, old)
-    (old / "context.parquet").unlink()
+    (old / "context.parquet").unlink()       # a benchmark built before the context table
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["files"]["context.parquet"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(UserError, match="no context table"):
         evaluate(old, "static", "test_cross_repo", "rag-bm25", str(tiny), tmp_path / "r2",
                  progress=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 
 @dataclass(frozen=True)
@@ -80,5 +80,8 @@ class GenerationBackend(ABC):
         return 8 if device.startswith("cuda") else 1
 
     @abstractmethod
-    def generate(self, requests: list[Request], desc: str = "generating") -> list[str]:
-        """Raw continuations (special tokens skipped), one per request, in order."""
+    def generate(self, requests: list[Request], desc: str = "generating",
+                 on_result: Callable[[int, str], None] | None = None) -> list[str]:
+        """Raw continuations (special tokens skipped), one per request, in order;
+        ``on_result(i, text)`` is called as soon as request i is finished (the harness
+        caches each finished task at once)."""

@@ -138,9 +138,11 @@ class HFGenerator:
 
     @torch.inference_mode()
     def generate(self, prompts: list[str], desc: str = "generating", model=None,
-                 bar: tqdm | None = None, adapters: list | None = None, lora=None) -> list[str]:
+                 bar: tqdm | None = None, adapters: list | None = None, lora=None,
+                 on_result=None) -> list[str]:
         """Raw continuations (decoded, special tokens skipped), in the order of ``prompts``;
-        with ``lora``, row i runs with ``adapters[i]`` (rows of any adapters share batches)."""
+        with ``lora``, row i runs with ``adapters[i]`` (rows of any adapters share batches);
+        ``on_result(i, text)`` as each row finishes."""
         encoded = [self.encode(p) for p in prompts]
         outputs: list[str] = [""] * len(prompts)
         bs = self.config.batch_size
@@ -152,6 +154,8 @@ class HFGenerator:
         if self.config.reuse_prefix:     # every device: one code path, batched
             for i, ids in self._generate_sharing(encoded, model, adapters, lora, bar):
                 outputs[i] = self.tokenizer.decode(ids, skip_special_tokens=True)
+                if on_result is not None:
+                    on_result(i, outputs[i])
         else:
             order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
             for start in range(0, len(order), bs):
@@ -160,6 +164,8 @@ class HFGenerator:
                 for i, ids in zip(idx, self.generate_ids([encoded[i] for i in idx], model,
                                                          row_adapters, lora)):
                     outputs[i] = self.tokenizer.decode(ids, skip_special_tokens=True)
+                    if on_result is not None:
+                        on_result(i, outputs[i])
                 bar.update(len(idx))
         if own_bar:
             bar.close()
@@ -424,15 +430,16 @@ class HFBackend(GenerationBackend):
             self._lora = PerRowLora(self.model, LoraSpec(target_modules=tuple(sorted(known | set(targets)))))
         return self._lora
 
-    def generate(self, requests: list[Request], desc: str = "generating") -> list[str]:
+    def generate(self, requests: list[Request], desc: str = "generating",
+                 on_result=None) -> list[str]:
         prompts = [r.prompt for r in requests]
         keys = [adapter_key(r.adapter) for r in requests]
         if all(k is None for k in keys):
-            return self.generator.generate(prompts, desc)
+            return self.generator.generate(prompts, desc, on_result=on_result)
         adapters = [self._adapter(k, r.adapter) if k is not None else None
                     for k, r in zip(keys, requests)]
         return self.generator.generate(prompts, desc, adapters=adapters,
-                                       lora=self._per_row(adapters))
+                                       lora=self._per_row(adapters), on_result=on_result)
 
 
 class _StopAtNewline(StoppingCriteria):

@@ -7,13 +7,12 @@ whose keys read ``base_model.model.<module path>.lora_A.weight`` (shape rank x i
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from repopeftbench.errors import UserError
-from repopeftbench.io import atomic_write_bytes, canonical_json
+from repopeftbench.io import atomic_write_bytes, canonical_json, read_json_file, read_safetensors
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -45,17 +44,13 @@ def save_peft_adapter(directory: str | os.PathLike, config: dict,
 
 def load_peft_adapter(directory: str | os.PathLike) -> tuple[dict, dict[str, Any]]:
     """(config, tensors) of a PEFT adapter directory, with a clear error for a bad one."""
-    from safetensors.torch import load_file
-
     d = Path(directory)
     cfg_path, w_path = d / CONFIG_FILE, d / WEIGHTS_FILE
     for path in (cfg_path, w_path):
         if not path.exists():
             raise UserError(f"{d}: not a PEFT adapter directory ({path.name} is missing)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{cfg_path}: invalid JSON ({exc.msg})") from None
-    if config.get("peft_type") != "LORA":
-        raise UserError(f"{cfg_path}: peft_type {config.get('peft_type')!r} is not LORA")
-    return config, load_file(str(w_path))
+    config = read_json_file(cfg_path, "adapter configuration")
+    if not isinstance(config, dict) or config.get("peft_type") != "LORA":
+        raise UserError(f"{cfg_path}: peft_type "
+                        f"{config.get('peft_type') if isinstance(config, dict) else None!r} is not LORA")
+    return config, read_safetensors(w_path)
