@@ -32,7 +32,8 @@ from repopeftbench.io import write_jsonl
 from .assemble import BuildSummary, assemble
 from .config import BuildConfig
 from .job import PartResult, RepoResult, _save, duplicates, identify, mine_repo, parts_of, paths
-from .output import check_replaceable, discard, new_staging, recover, swap_in
+from .output import (check_replaceable, discard, new_staging, recover, remove_stray_temporaries,
+                     swap_in)
 from .repolist import RepoSpec, read_repo_list
 
 def _end_with_parent(parent_pid: int) -> None:
@@ -171,6 +172,7 @@ def build(repos_file: str | Path, out_dir: str | Path, config: BuildConfig | Non
         recover(out)
         check_replaceable(out, overwrite)
         work_root = work / "parts"
+        remove_stray_temporaries(work_root)
         for part in parts_of(config):
             (work_root / part).mkdir(parents=True, exist_ok=True)
         cache = Path(cache_dir) if cache_dir else work / "repos"

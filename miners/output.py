@@ -66,6 +66,17 @@ def previous_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.previous"
 
 
+def remove_stray_temporaries(directory: Path) -> int:
+    """Delete hidden ``*.tmp`` files that a killed process left in ``directory`` (call with
+    the build lock held); returns how many."""
+    n = 0
+    for p in directory.rglob(".*.tmp") if directory.exists() else []:
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 def recover(out: Path) -> None:
     """Undo what an interrupted build left: put back a folder a two-rename swap had moved
     aside, and remove stale staging folders (call with the build lock held)."""

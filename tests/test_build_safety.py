@@ -146,6 +146,9 @@ def test_a_damaged_work_part_is_mined_again_with_a_notice(tmp_path, capfd):
     assert f"notice: {static_part}: cached part is damaged" in err
     assert f"notice: {commits_part}: cached part is damaged" in err
     assert files_of(out) == before
+    stray = parts / "static" / ".x.parquet.12345.tmp"     # left by a killed process
+    stray.write_bytes(b"half")
+    build(lst, out, CONFIG, workers=1, progress=False)
     assert not list(parts.rglob("*.tmp"))
 
 
