@@ -32,10 +32,12 @@ from repopeftbench.results import DatasetRef, ModelRef, Results
 from .backends.base import GenerationConfig, Request
 from .models import ALIASES, cache_root
 from .registry import Method, RunContext, get_method, parse_options
-from .scoring import ScoredTask, paired_comparison, score_tasks, summarise
+from .scoring import (TF_METRICS, ScoredTask, paired_comparison, score_tasks, summarise,
+                      tf_scored_tasks)
 from .submission import read_submission
 
 CHECKPOINT_FILE = "method.json"
+SAMPLES_FILE = "samples.jsonl"   # one line per task: its labels and every metric of the run
 GENERATE_CHUNK = 256   # requests generated together (and then cached) at a time
 
 
@@ -65,6 +67,19 @@ def package_versions() -> dict[str, str | None]:
             **{p: _pkg(p) for p in ("torch", "transformers", "peft", "pyarrow", "tree-sitter")}}
 
 
+SCORINGS = ("generate", "teacher-forced")
+
+
+def _valid_record(rec) -> bool:
+    """A cache line: a generated prediction, or a teacher-forced score."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("task_id"), str):
+        return False
+    if "tf" in rec:
+        return isinstance(rec["tf"], dict) and all(isinstance(rec["tf"].get(m), (int, float))
+                                                   for m in TF_METRICS)
+    return isinstance(rec.get("prediction"), str)
+
+
 def _read_cache(path: Path) -> dict[str, dict]:
     """Finished predictions of a cache file. A broken line (cut by an interruption,
     even inside a UTF-8 character, or damaged) is ignored with a warning: its task is
@@ -78,8 +93,7 @@ def _read_cache(path: Path) -> dict[str, dict]:
             continue
         try:
             rec = json.loads(line.decode("utf-8"))
-            ok = (isinstance(rec, dict) and isinstance(rec.get("task_id"), str)
-                  and isinstance(rec.get("prediction"), str))
+            ok = _valid_record(rec)
         except (UnicodeDecodeError, ValueError, RecursionError):
             ok = False
         if ok:
@@ -203,9 +217,13 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
              generation: GenerationConfig = GenerationConfig(),
              method_options: list[str] | dict | None = None, checkpoint: str | Path | None = None,
              seed: int = 0, backend: str = "hf", progress: bool = True,
-             n_boot: int = 1000, sample: str = "hash") -> Results:
+             n_boot: int = 1000, sample: str = "hash", scoring: str = "generate") -> Results:
     """Run ``method`` on ``config/split`` of a built benchmark; write and return results.
-    ``limit`` and ``sample`` choose a fixed sample of tasks (``Benchmark.tasks``)."""
+    ``limit`` and ``sample`` choose a fixed sample of tasks (``Benchmark.tasks``).
+    ``scoring="teacher-forced"`` scores each target in one forward pass (``tf_em``,
+    ``tf_token_acc``, ``tf_logprob``) instead of generating it."""
+    if scoring not in SCORINGS:
+        raise UserError(f"unknown scoring {scoring!r}; choose from {', '.join(SCORINGS)}")
     t0 = time.time()
     bench = Benchmark(dataset_dir)
     tasks = bench.tasks(config, split, limit=limit, sample=sample)
@@ -215,6 +233,7 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     obj = _make_method(method, context, method_options, ckpt_path)
     obj.check_split(config, split)
+    check_input_budget(obj, generation)
     uses_model = type(obj).uses_model
     model_ref = ModelRef(model if uses_model else None, model_revision(model) if uses_model else None)
     gen = generation.to_dict() if uses_model else None
@@ -224,6 +243,11 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
                   "checkpoint": checkpoint_fingerprint(ckpt_path) if ckpt_path else None}
     if obj.trainable and ckpt_path is None:
         key_fields["trained_in_run"] = str(out.resolve())
+    if scoring != "generate":
+        if not uses_model:
+            raise UserError(f"method {method!r} uses no model: teacher-forced scoring does not "
+                            f"apply (use --scoring generate)")
+        key_fields["scoring"] = scoring
     run_key = sha256_text(canonical_json(key_fields))[:20]
     cache_path = cache_root() / "predictions" / f"{run_key}.jsonl"
     cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -246,26 +270,30 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
             ensure_ready()
             if mode is not None:
                 obj.set_audit_mode(mode)
-            _predict_all(obj, by_repo, have, cache_file, method if mode is None else f"{method} [{mode}]")
+            _predict_all(obj, by_repo, have, cache_file, method if mode is None else f"{method} [{mode}]",
+                         scoring)
         return sum(len(v) for v in by_repo.values())
 
     n_new = predict_missing(cache_path, cached, None)
     used_ckpt = ready[0] if ready else ckpt_path
-    audit = _audit(obj, tasks, cache_path, run_key, out, predict_missing, ensure_ready, n_boot) \
-        if type(obj).audit_modes and getattr(obj.options, "audit", True) else None
+    audit = _audit(obj, tasks, cache_path, run_key, out, predict_missing, ensure_ready, n_boot,
+                   scoring) if type(obj).audit_modes and getattr(obj.options, "audit", True) else None
     if ready and ready[0] is not None:
         used_ckpt = ready[0]
 
     header = {"dataset_sha256": bench.sha256, "config": config, "split": split,
-              "method": method, "model": model_ref.name}
-    write_jsonl(out / "predictions.jsonl", [header] + [cached[t["task_id"]] for t in tasks])
-    scored = score_tasks(tasks, {t["task_id"]: cached[t["task_id"]]["prediction"] for t in tasks})
+              "method": method, "model": model_ref.name, "scoring": scoring}
+    if scoring == "generate":
+        write_jsonl(out / "predictions.jsonl", [header] + [cached[t["task_id"]] for t in tasks])
+    scored = score_records(tasks, cached, scoring)
+    write_jsonl(out / SAMPLES_FILE, [header] + [s.sample() for s in scored])
     results = Results(
         run_key=run_key,
         dataset=DatasetRef(str(bench.dir), bench.sha256, config, split, limit,
                            bench.manifest.get("config", {}).get("profile"),
                            sample if limit is not None else "hash"),
         method=obj.config(), model=model_ref, scores=summarise(scored, n_boot=n_boot), seed=seed,
+        scoring=scoring,
         packages=package_versions(), device=device if uses_model else None, generation=gen,
         wall_time_s=round(time.time() - t0, 2), n_predicted_now=n_new,
         checkpoint=str(used_ckpt) if used_ckpt else None, audit=audit)
@@ -273,8 +301,28 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
     return results
 
 
+def check_input_budget(obj: Method, generation: GenerationConfig) -> None:
+    """A trained method is scored on inputs of the length it learned on: its training
+    sequences (``max_seq_len``) and the evaluation's input budget (``max_input_tokens``)
+    must agree, or the method is scored on inputs it never saw (it learned at 256 tokens
+    and was scored at 4,096, before this check)."""
+    trained = getattr(obj.options, "max_seq_len", None) if obj.trainable else None
+    if trained is not None and trained != generation.max_input_tokens:
+        raise UserError(f"method {obj.name!r} trains on sequences of {trained} tokens "
+                        f"(max_seq_len) but would be scored on inputs of "
+                        f"{generation.max_input_tokens}: give --max-input-tokens {trained}, or "
+                        f"train with --option max_seq_len={generation.max_input_tokens}")
+
+
+def score_records(tasks: list[dict], records: dict[str, dict], scoring: str) -> list[ScoredTask]:
+    """Every task scored from its cache record (a prediction, or teacher-forced scores)."""
+    if scoring == "teacher-forced":
+        return tf_scored_tasks(tasks, records)
+    return score_tasks(tasks, {t["task_id"]: records[t["task_id"]]["prediction"] for t in tasks})
+
+
 def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: Path,
-           predict_missing, ensure_ready, n_boot: int) -> dict:
+           predict_missing, ensure_ready, n_boot: int, scoring: str = "generate") -> dict:
     """Score the same tasks with every audit mode's adapters (e.g. own, mean, shuffled):
     em micro and macro with repository-bootstrap CIs, the paired difference of the own
     adapter over each replacement, and the method's extra figures (adapter cosines)."""
@@ -288,10 +336,13 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
         have = _read_cache(path)
         if i > 0:
             predict_missing(path, have, mode)
-            write_jsonl(out / f"predictions-{mode}.jsonl",
-                        [{"mode": mode}] + [have[t["task_id"]] for t in tasks])
-        scored[mode] = score_tasks(tasks, {t["task_id"]: have[t["task_id"]]["prediction"]
-                                           for t in tasks})
+            if scoring == "generate":
+                write_jsonl(out / f"predictions-{mode}.jsonl",
+                            [{"mode": mode}] + [have[t["task_id"]] for t in tasks])
+        scored[mode] = score_records(tasks, have, scoring)
+        if i > 0:
+            write_jsonl(out / f"samples-{mode}.jsonl",
+                        [{"mode": mode, "scoring": scoring}] + [x.sample() for x in scored[mode]])
     if len(modes) > 1:
         obj.set_audit_mode(modes[0])
     rev = type(obj).audit_revision.get("info", "")
@@ -302,19 +353,30 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
         ensure_ready()
         info = obj.audit_info()
         write_json(info_path, info)
-    audit: dict = {}
+    audit: dict = {"metric": headline(scoring)}
     for mode in modes:
-        em = summarise(scored[mode], n_boot=n_boot)["metrics"]["em"]
-        audit[mode] = {k: em[k] for k in ("micro", "micro_ci", "macro", "macro_ci")}
+        summary = summarise(scored[mode], n_boot=n_boot)["metrics"]
+        main = summary[headline(scoring)]
+        audit[mode] = {k: main[k] for k in ("micro", "micro_ci", "macro", "macro_ci")}
+        if scoring == "teacher-forced":
+            audit[mode]["metrics"] = summary
     for mode in modes[1:]:
         audit[f"{modes[0]}_minus_{mode}"] = paired_comparison(scored[mode], scored[modes[0]],
-                                                              n_boot=n_boot)
+                                                              metric=headline(scoring), n_boot=n_boot)
+        if scoring == "teacher-forced":
+            audit[f"{modes[0]}_minus_{mode}_tf_logprob"] = paired_comparison(
+                scored[mode], scored[modes[0]], metric="tf_logprob", n_boot=n_boot)
     audit.update(info)
     return audit
 
 
+def headline(scoring: str) -> str:
+    """The metric a run is ranked by: em, or tf_em for teacher-forced runs."""
+    return "tf_em" if scoring == "teacher-forced" else "em"
+
+
 def _predict_all(obj: Method, by_repo: dict[str, list[dict]], cached: dict[str, dict],
-                 cache_path: Path, method: str) -> None:
+                 cache_path: Path, method: str, scoring: str = "generate") -> None:
     """Ask the method for every repository's predictions; generate pending requests in
     chunks that mix repositories; append each finished prediction to the cache."""
     pending: list[tuple[dict, Request]] = []
@@ -324,12 +386,24 @@ def _predict_all(obj: Method, by_repo: dict[str, list[dict]], cached: dict[str, 
             most the rows being decoded."""
             rec = {"task_id": task["task_id"], "raw": raw,
                    "prediction": clean_prediction(raw, task["target"])}
-            cached[task["task_id"]] = rec
+            write(rec)
+
+        def write(rec: dict) -> None:
+            cached[rec["task_id"]] = rec
             cache.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
             cache.flush()
 
+        def record_tf(task: dict, score) -> None:
+            write({"task_id": task["task_id"], "tf": score.metrics(), "n_target_tokens": score.n_tokens})
+
         def flush() -> None:
-            if pending:
+            if pending and scoring == "teacher-forced":
+                obj.context.backend().score_targets(
+                    [r for _, r in pending], [t["target"] for t, _ in pending],
+                    desc=f"{method}: teacher-forced",
+                    on_result=lambda i, sc: record_tf(pending[i][0], sc))
+                pending.clear()
+            elif pending:
                 obj.context.backend().generate([r for _, r in pending],
                                                desc=f"{method}: generating",
                                                on_result=lambda i, raw: record(pending[i][0], raw))
@@ -346,6 +420,10 @@ def _predict_all(obj: Method, by_repo: dict[str, list[dict]], cached: dict[str, 
             for task, item in zip(group, outs):
                 if isinstance(item, Request):
                     pending.append((task, item))
+                elif isinstance(item, str) and scoring == "teacher-forced":
+                    raise UserError(f"method {method!r} answered task {task['task_id']} with a "
+                                    f"string, not a model request: teacher-forced scoring "
+                                    f"needs requests (use --scoring generate)")
                 elif isinstance(item, str):
                     record(task, item)
                 else:
@@ -380,16 +458,24 @@ def format_scores(results: Results) -> str:
 
     s = results.scores
     d = results.dataset
-    rows = [[m, f"{v['micro']:.1f}", f"[{v['micro_ci'][0]:.1f}, {v['micro_ci'][1]:.1f}]",
+    unit = lambda m: "nats/token" if m == "tf_logprob" else "%"  # noqa: E731
+    rows = [[f"{m} ({unit(m)})", f"{v['micro']:.2f}" if m == "tf_logprob" else f"{v['micro']:.1f}",
+             f"[{v['micro_ci'][0]:.2f}, {v['micro_ci'][1]:.2f}]" if m == "tf_logprob"
+             else f"[{v['micro_ci'][0]:.1f}, {v['micro_ci'][1]:.1f}]",
              f"{v['macro']:.1f}", f"[{v['macro_ci'][0]:.1f}, {v['macro_ci'][1]:.1f}]"]
             for m, v in s["metrics"].items()]
-    head = (f"{results.method_name} on {d.config}/{d.split}: {s['n_tasks']} tasks, "
+    mode = " (teacher-forced)" if results.scoring == "teacher-forced" else ""
+    head = (f"{results.method_name} on {d.config}/{d.split}{mode}: {s['n_tasks']} tasks, "
             f"{s['n_repos']} repositories")
-    fam = [[k, v["n"], f"{v['em']:.1f}", f"{v['paper_em']:.1f}"] for k, v in s["by_assertion_type"].items()]
-    typ = [[k, v["n"], f"{v['em']:.1f}", f"{v['paper_em']:.1f}"] for k, v in s["by_target_type"].items()]
-    parts = [head, markdown_table(["metric (%)", "micro", "95% CI", "macro", "95% CI"], rows),
-             markdown_table(["family", "n", "em", "paper_em"], fam),
-             markdown_table(["target type", "n", "em", "paper_em"], typ)]
+    shown = ["tf_em", "tf_logprob"] if results.scoring == "teacher-forced" else ["em", "paper_em"]
+    parts = [head, markdown_table(["metric", "micro", "95% CI", "macro", "95% CI"], rows)]
+    for field, title in (("assertion_type", "family"), ("target_type", "target type"),
+                         ("knowledge_source", "knowledge source")):
+        groups = s.get(f"by_{field}", {})
+        if groups:
+            parts.append(markdown_table([title, "n", *shown], [
+                [k, v["n"], *(f"{v[m]:.2f}" if m == "tf_logprob" else f"{v[m]:.1f}" for m in shown)]
+                for k, v in groups.items()]))
     if results.audit:
         parts.append(format_audit(results.audit))
     return "\n\n".join(parts) + "\n"
@@ -402,11 +488,14 @@ def format_audit(audit: dict) -> str:
     modes = [k for k, v in audit.items() if isinstance(v, dict) and "micro_ci" in v]
     rows = [[m, f"{audit[m]['micro']:.1f}", f"[{audit[m]['micro_ci'][0]:.1f}, {audit[m]['micro_ci'][1]:.1f}]",
              f"{audit[m]['macro']:.1f}"] for m in modes]
-    gains = [[k.replace("_minus_", " - "), f"{v['delta']:+.1f}", f"[{v['ci'][0]:+.1f}, {v['ci'][1]:+.1f}]",
+    gains = [[k.replace("_minus_", " - "), v.get("metric", "em"), f"{v['delta']:+.2f}",
+              f"[{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}]", f"{v['mde']:.2f}" if "mde" in v else "-",
               v["n_tasks"]] for k, v in audit.items() if "_minus_" in k]
-    text = "Audit (em %, same tasks):\n\n" + markdown_table(["adapter", "micro", "95% CI", "macro"], rows)
+    text = (f"Audit ({audit.get('metric', 'em')} %, same tasks):\n\n"
+            + markdown_table(["adapter", "micro", "95% CI", "macro"], rows))
     if gains:
-        text += "\n\n" + markdown_table(["paired", "diff (points)", "95% CI", "tasks"], gains)
+        text += "\n\n" + markdown_table(["paired", "metric", "diff", "95% CI",
+                                          "detectable (80% power)", "tasks"], gains)
     cos = audit.get("cosine")
     if cos:
         text += (f"\n\nRaw pairwise cosine of {cos['n_adapters']} generated adapters (over "
@@ -420,12 +509,31 @@ def format_audit(audit: dict) -> str:
     return text
 
 
+def read_samples(path: Path, dataset_sha256: str) -> list[ScoredTask]:
+    """The per-task scores of a run (``samples.jsonl``), checked against the benchmark."""
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    try:
+        header = json.loads(lines[0]) if lines else {}
+        rows = [json.loads(x) for x in lines[1:] if x.strip()]
+        scored = [ScoredTask.from_sample(r) for r in rows]
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise UserError(f"{path}: not a samples file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(header, dict) or header.get("dataset_sha256") != dataset_sha256:
+        raise UserError(f"{path}: scored on another benchmark (dataset_sha256 "
+                        f"{header.get('dataset_sha256') if isinstance(header, dict) else None!r})")
+    return scored
+
+
 def read_scored(run_dir: str | Path, dataset_dir: str | Path) -> list[ScoredTask]:
-    """Scored tasks of a run directory (its predictions.jsonl against the benchmark)."""
+    """Scored tasks of a run directory: its samples.jsonl (every metric of the run, the
+    teacher-forced ones included), or else its predictions.jsonl scored again."""
     bench = Benchmark(dataset_dir)
+    samples = Path(run_dir) / SAMPLES_FILE
+    if samples.exists():
+        return read_samples(samples, bench.sha256)
     path = Path(run_dir) / "predictions.jsonl"
     if not path.exists():
-        raise UserError(f"{run_dir}: no predictions.jsonl (is it a run directory?)")
+        raise UserError(f"{run_dir}: no {SAMPLES_FILE} or predictions.jsonl (is it a run directory?)")
     lines = path.read_text(encoding="utf-8").splitlines()
     header = json.loads(lines[0])
     tasks = bench.tasks(header["config"], header["split"])
@@ -438,6 +546,11 @@ def read_scored(run_dir: str | Path, dataset_dir: str | Path) -> list[ScoredTask
 
 def compare_runs(run_a: str | Path, run_b: str | Path, dataset_dir: str | Path,
                  metric: str = "em") -> dict:
-    """Paired difference run_b - run_a on their common tasks (repository bootstrap CI)."""
-    return paired_comparison(read_scored(run_a, dataset_dir), read_scored(run_b, dataset_dir),
-                             metric=metric)
+    """Paired difference run_b - run_a on their common tasks (repository bootstrap CI), with
+    the smallest difference the comparison could detect."""
+    a, b = read_scored(run_a, dataset_dir), read_scored(run_b, dataset_dir)
+    for run, scored in ((run_a, a), (run_b, b)):
+        if scored and metric not in scored[0].scores:
+            raise UserError(f"{run}: has no {metric!r} scores (it has "
+                            f"{', '.join(sorted(scored[0].scores))})")
+    return paired_comparison(a, b, metric=metric)

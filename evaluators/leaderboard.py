@@ -27,8 +27,23 @@ def collect(runs_dir: str | Path) -> list[dict]:
             "n_repos": s["n_repos"], "metrics": s["metrics"], "limit": r.dataset.limit,
             "per_repo": s.get("per_repo", {}), "audit": r.audit,
             "max_input": (r.generation or {}).get("max_input_tokens") or PROTOCOL_INPUT_TOKENS,
-            "sample": r.dataset.sample})
+            "sample": r.dataset.sample, "scoring": r.scoring})
     return entries
+
+
+def _generated(entries: list[dict]) -> list[dict]:
+    return [e for e in entries if e.get("scoring", "generate") == "generate"]
+
+
+def _tf_cells(e: dict | None) -> list[str]:
+    """tf_em (with its CI) and tf_logprob of a teacher-forced run, or dashes."""
+    if e is None:
+        return ["-", "-"]
+    m = e["metrics"]
+    tf = m["tf_em"]
+    ci = (f" [{tf['micro_ci'][0]:.1f}, {tf['micro_ci'][1]:.1f}]"
+          if e["n_repos"] >= MIN_REPOS_FOR_CI else f" (no CI: {e['n_repos']} repos)")
+    return [f"{tf['micro']:.1f}{ci}", f"{m['tf_logprob']['micro']:.3f}"]
 
 
 SANITY_METHODS = frozenset({"gold", "empty"})
@@ -74,17 +89,22 @@ def to_markdown(entries: list[dict]) -> str:
     parts = ["# RepoPeftBench leaderboard",
              f"Exact match (em, %), micro with a 95% CI from a bootstrap over repositories, and "
              f"macro; higher is better. A CI needs at least {MIN_REPOS_FOR_CI} repositories."]
-    methods = [e for e in entries if e["method"] not in SANITY_METHODS]
+    methods = [e for e in _generated(entries) if e["method"] not in SANITY_METHODS]
+    forced = {(e["method"], e["model"], _board_key(e)): e for e in entries
+              if e.get("scoring") == "teacher-forced"}
     for key in sorted({_board_key(e) for e in methods}):
         board = sorted((e for e in methods if _board_key(e) == key),
                        key=lambda e: -e["metrics"]["em"]["micro"])
+        tf_here = any((e["method"], e["model"], key) in forced for e in board)
         rows = [[i + 1, e["method"], display_model(e["model"]), e["n_tasks"], e["n_repos"],
                  em_cell(e), em_cell(e, "macro"), f"{e['metrics']['paper_em']['micro']:.1f}",
-                 f"{e['metrics']['strict_em']['micro']:.1f}", f"{e['metrics']['edit_sim']['micro']:.1f}"]
+                 f"{e['metrics']['strict_em']['micro']:.1f}", f"{e['metrics']['edit_sim']['micro']:.1f}",
+                 *(_tf_cells(forced.get((e["method"], e["model"], key))) if tf_here else [])]
                 for i, e in enumerate(board)]
         parts += [f"## {_board_title(key)}", markdown_table(
             ["rank", "method", "model", "tasks", "repos", "em micro", "em macro", "paper_em",
-             "strict_em", "edit sim"], rows)]
+             "strict_em", "edit sim",
+             *(["tf_em (teacher-forced)", "tf_logprob (nats/token)"] if tf_here else [])], rows)]
         audited = [e for e in board if e.get("audit")]
         if audited:
             parts.append("Adapter audit (em %, micro with 95% CI; own minus mean is paired):\n\n"
@@ -103,6 +123,27 @@ def to_markdown(entries: list[dict]) -> str:
                 ["repository", *(e["method"] for e in board)],
                 [[r, *(f"{e['per_repo'][r]['em']:.1f} ({e['per_repo'][r]['n']})"
                        if r in e["per_repo"] else "-" for e in board)] for r in repos]))
+    generated_keys = {(e["method"], e["model"], _board_key(e)) for e in methods}
+    for key in sorted({k[2] for k in forced}):
+        board = sorted((e for (m, mo, k), e in forced.items() if k == key),
+                       key=lambda e: -e["metrics"]["tf_em"]["micro"])
+        parts += [f"## {_board_title(key)}: teacher-forced (tf_em is strict greedy exact match "
+                  f"without decoding; not comparable to em)", markdown_table(
+                      ["rank", "method", "model", "tasks", "repos", "tf_em micro",
+                       "tf_logprob (nats/token)", "tf_token_acc", "also generated"],
+                      [[i + 1, e["method"], display_model(e["model"]), e["n_tasks"], e["n_repos"],
+                        *_tf_cells(e), f"{e['metrics']['tf_token_acc']['micro']:.1f}",
+                        "yes" if (e["method"], e["model"], key) in generated_keys else "no"]
+                       for i, e in enumerate(board)])]
+        audited = [e for e in board if e.get("audit")]
+        if audited:
+            parts.append("Adapter audit, teacher-forced (tf_em %; own minus mean is paired):\n\n"
+                         + markdown_table(
+                ["method", "own adapter", "mean adapter", "shuffled adapter", "own - mean (tf_em)",
+                 "own - mean (tf_logprob)"],
+                [[e["method"], *(_with_ci(e["audit"].get(k)) for k in ("own", "mean", "shuffled")),
+                  _diff(e["audit"].get("own_minus_mean")),
+                  _diff(e["audit"].get("own_minus_mean_tf_logprob"), 3)] for e in audited]))
     sanity = [e for e in entries if e["method"] in SANITY_METHODS]
     if sanity:
         parts += ["## Sanity checks (not methods: gold must score 100, empty 0)", markdown_table(
@@ -148,7 +189,7 @@ def to_html(entries: list[dict]) -> str:
     head = [("method", 0), ("model", 0), ("config", 0), ("split", 0), ("sample", 0), ("tasks", 1),
             ("em micro", 1), ("em macro", 1), ("paper_em", 1), ("strict_em", 1), ("edit sim", 1)]
     rows = []
-    for e in sorted(entries, key=lambda e: (e["config"], e["split"], -e["metrics"]["em"]["micro"])):
+    for e in sorted(_generated(entries), key=lambda e: (e["config"], e["split"], -e["metrics"]["em"]["micro"])):
         m = e["metrics"]
 
         def num(v: float, ci: list[float] | None = None) -> str:
@@ -218,7 +259,7 @@ def write_leaderboard(runs_dir: str | Path, out_dir: str | Path) -> tuple[list[d
     atomic_write_text(out / "leaderboard.md", to_markdown(entries))
     atomic_write_text(out / "index.html", to_html(entries))
     try:
-        plot(entries, out / "leaderboard.png")
+        plot(_generated(entries), out / "leaderboard.png")
     except ImportError:
         return entries, "leaderboard.png not drawn: matplotlib is not installed " \
                         "(pip install matplotlib)"
@@ -231,7 +272,8 @@ def _with_ci(v: dict | None) -> str:
     return f"{v['micro']:.1f} [{v['micro_ci'][0]:.1f}, {v['micro_ci'][1]:.1f}]"
 
 
-def _diff(v: dict | None) -> str:
+def _diff(v: dict | None, digits: int = 1) -> str:
     if not v:
         return "-"
-    return f"{v['delta']:+.1f} [{v['ci'][0]:+.1f}, {v['ci'][1]:+.1f}]"
+    d = digits
+    return f"{v['delta']:+.{d}f} [{v['ci'][0]:+.{d}f}, {v['ci'][1]:+.{d}f}]"

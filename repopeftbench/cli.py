@@ -10,6 +10,11 @@ from . import __version__
 from .errors import UserError
 
 
+# metrics a paired comparison can take (generated, then teacher-forced); no torch needed
+METRIC_CHOICES = ("em", "paper_em", "strict_em", "edit_sim", "paper_edit_sim", "tf_em",
+                  "tf_token_acc", "tf_logprob")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -91,7 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        limit=args.limit, device=args.device, generation=_generation(args),
                        method_options=args.option, checkpoint=args.checkpoint, seed=args.seed,
                        backend=args.backend, progress=not args.no_progress,
-                       sample=args.sample.replace("-", "_"))
+                       sample=args.sample.replace("-", "_"), scoring=args.scoring)
     print(format_scores(results))
     print(f"Run written to {args.out} (predictions.jsonl, results.json); "
           f"{results.n_predicted_now} tasks predicted now, {results.wall_time_s} s.")
@@ -152,9 +157,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     result = compare_runs(args.run_a, args.run_b, args.dataset, args.metric)
     print(json.dumps(result, indent=2))
-    print(f"{args.run_b} - {args.run_a}: {result['delta']:+.2f} points of {args.metric} "
+    unit = "nats/token" if args.metric == "tf_logprob" else "points"
+    print(f"{args.run_b} - {args.run_a}: {result['delta']:+.2f} {unit} of {args.metric} "
           f"(95% CI [{result['ci'][0]:+.2f}, {result['ci'][1]:+.2f}], p={result['p_value']:.3f}, "
-          f"{result['wins']} wins / {result['losses']} losses over {result['n_tasks']} tasks)")
+          f"{result['wins']} wins / {result['losses']} losses over {result['n_tasks']} tasks "
+          f"of {result['n_repos']} repositories); smallest detectable difference "
+          f"{result['mde']:.2f} {unit} (80% power, two-sided 5%)")
+    if abs(result["delta"]) < result["mde"] and result["ci"][0] <= 0 <= result["ci"][1]:
+        print(f"note: no difference detected, and one below {result['mde']:.2f} {unit} could not "
+              f"have been: too few tasks or repositories to call it 'no difference'")
     return 0
 
 
@@ -290,6 +301,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="checkpoint directory written by 'repopeftbench train'")
     e.add_argument("--limit", type=_positive_int, default=None,
                    help="evaluate a fixed sample of N tasks")
+    e.add_argument("--scoring", choices=("generate", "teacher-forced"), default="generate",
+                   help="generate each completion and score it (default), or score the target "
+                        "teacher-forced in one forward pass: tf_em (strict greedy exact match "
+                        "without decoding), tf_token_acc, tf_logprob")
     e.add_argument("--sample", choices=("hash", "per-repo"), default="hash",
                    help="how --limit samples: the first N tasks by task-id hash (default), or "
                         "tasks dealt round-robin over repositories (covers more of them)")
@@ -330,8 +345,9 @@ def make_parser() -> argparse.ArgumentParser:
     cp.add_argument("run_a")
     cp.add_argument("run_b")
     cp.add_argument("--dataset", required=True)
-    cp.add_argument("--metric", default="em",
-                    choices=["em", "paper_em", "strict_em", "edit_sim", "paper_edit_sim"])
+    cp.add_argument("--metric", default="em", choices=[*METRIC_CHOICES],
+                    help="per-task metric to pair (teacher-forced runs: tf_em, tf_token_acc, "
+                         "tf_logprob; default: em)")
     cp.set_defaults(func=cmd_compare)
 
     a = sub.add_parser("adapt", help="turn a local git repository into a PEFT adapter (Code2LoRA)",

@@ -4,7 +4,9 @@ Written by ``evaluate`` and ``score``, read by ``leaderboard`` and ``compare``.
 
 ``scores`` holds, for each metric, micro and macro means in % with 95% confidence
 intervals from a bootstrap over repositories; breakdowns by assertion family and target
-type; and one entry per repository. Adapter methods add an ``audit``: the same tasks
+type and knowledge source; and one entry per repository. A teacher-forced run
+(``scoring``) holds ``tf_em``, ``tf_token_acc`` (in %) and ``tf_logprob`` (mean log-probability
+per target token, nats) instead of the generated metrics. Adapter methods add an ``audit``: the same tasks
 scored with each row's own adapter, with the mean adapter and with a shuffled adapter
 (another repository's or commit's), and the raw pairwise cosine of the adapters.
 """
@@ -54,7 +56,13 @@ class Results:
     checkpoint: str | None = None       # the trained method's checkpoint directory
     submission: str | None = None       # the predictions file, for scored submissions
     audit: dict[str, Any] | None = None
+    scoring: str = "generate"           # or "teacher-forced" (metrics tf_em, tf_token_acc, tf_logprob)
     version: str = RESULTS_VERSION
+
+    @property
+    def headline(self) -> str:
+        """The metric the run is ranked by."""
+        return "tf_em" if self.scoring == "teacher-forced" else "em"
 
     @property
     def method_name(self) -> str:
@@ -72,7 +80,7 @@ class Results:
                                          if k in {f.name for f in fields(DatasetRef)}})
             d["model"] = ModelRef(**d["model"])
             out = cls(**d)
-            out.scores["metrics"]["em"]["micro"]  # noqa: B018 - the headline must be there
+            out.scores["metrics"][out.headline]["micro"]  # noqa: B018 - the headline must be there
             return out
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{source}: not a results record ({type(exc).__name__}: {exc})") from None
@@ -89,6 +97,6 @@ class Results:
             path = path / RESULTS_FILE
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise ValueError(f"{path}: cannot read results ({exc})") from None
         return cls.from_dict(data, str(path))

@@ -30,6 +30,9 @@ class GenerationConfig:
     min_shared_tokens: int = 8
     decode_batch_size: int = 8
     max_tail_tokens: int = 4
+    # how prompts become tokens (``encode_prompt``); part of every run's cache key, so that
+    # predictions made under an earlier encoding are not reused
+    prompt_encoding: str = "bos+left-truncated"
 
     # How the work is scheduled, not what is predicted (the prediction tests hold every
     # schedule to the per-task reference): left out of a run's cache key, like the
@@ -38,6 +41,44 @@ class GenerationConfig:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in self.SCHEDULING_ONLY}
+
+
+def encode_prompt(tokenizer, text: str, max_tokens: int) -> list[int]:
+    """The protocol's prompt encoding, shared by generation, teacher-forced scoring and
+    training: the tokenizer's BOS (where it has one) and the text's tokens, cut from the
+    left to ``max_tokens`` with the BOS kept. (``add_special_tokens=True`` is not used:
+    whether it adds a BOS differs between tokenizers.)"""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    room = max(0, max_tokens - len(bos))
+    return bos + (ids[len(ids) - room:] if room else [])
+
+
+def encode_target(tokenizer, target: str) -> list[int]:
+    """The target's tokens as teacher forcing and training feed them (tokenised alone:
+    where a model would merge the target's first token with the prompt's last, or its
+    last with the line break, greedy decoding may spell the same text otherwise)."""
+    return tokenizer(target, add_special_tokens=False)["input_ids"]
+
+
+def is_clean_stop(token_text: str) -> bool:
+    """A token that ends a completion without adding to it: a line break preceded by
+    whitespace only (what the scorer's first-line cut and strip leave unchanged)."""
+    return "\n" in token_text and not token_text.split("\n", 1)[0].strip()
+
+
+@dataclass(frozen=True)
+class TFScore:
+    """A task scored teacher-forced: one forward pass over prompt + target."""
+    logprob: float       # sum of the target tokens' log-probabilities (FIM tokens banned)
+    n_tokens: int        # target tokens
+    n_correct: int       # target tokens that are the argmax given the true prefix
+    em: bool             # every target token, then a clean stop (or EOS), is the argmax
+
+    def metrics(self) -> dict[str, float]:
+        n = max(1, self.n_tokens)
+        return {"tf_em": float(self.em), "tf_token_acc": self.n_correct / n,
+                "tf_logprob": self.logprob / n}
 
 
 @dataclass
@@ -85,3 +126,9 @@ class GenerationBackend(ABC):
         """Raw continuations (special tokens skipped), one per request, in order;
         ``on_result(i, text)`` is called as soon as request i is finished (the harness
         caches each finished task at once)."""
+
+    def score_targets(self, requests: list[Request], targets: list[str], desc: str = "scoring",
+                      on_result: Callable[[int, TFScore], None] | None = None) -> list[TFScore]:
+        """Teacher-forced scores of each request's target, in order (same prompt encoding,
+        truncation, banned tokens and adapters as ``generate``)."""
+        raise NotImplementedError(f"backend {self.name!r} has no teacher-forced scoring")

@@ -30,7 +30,8 @@ from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 from repopeftbench.metrics import FIM_TOKENS
 
 from .base import (Adapter, AdapterWeights, GenerationBackend, GenerationConfig, Request,
-                   adapter_key)
+                   TFScore, adapter_key, encode_prompt)
+from .kv_cache import crop as _crop
 
 
 class HFGenerator:
@@ -57,15 +58,8 @@ class HFGenerator:
                                   if k in params), {})
 
     def encode(self, prompt: str) -> list[int]:
-        """Token ids of a prompt, left-truncated (a leading BOS token is kept)."""
-        ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        limit = self.config.max_input_tokens
-        if len(ids) <= limit:
-            return ids
-        bos = self.tokenizer.bos_token_id
-        if bos is not None and ids[0] == bos:
-            return [bos] + ids[len(ids) - limit + 1:]
-        return ids[len(ids) - limit:]
+        """Token ids of a prompt under the protocol (``encode_prompt``: BOS, left-truncated)."""
+        return encode_prompt(self.tokenizer, prompt, self.config.max_input_tokens)
 
     @torch.inference_mode()
     def generate_ids(self, batch: list[list[int]], model=None, adapters: list | None = None,
@@ -366,20 +360,6 @@ def _kv(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return list(zip(cache.key_cache, cache.value_cache))       # transformers < 4.56
 
 
-def _crop(cache, length: int) -> None:
-    """Keep the first ``length`` positions of a key/value cache (any transformers version)."""
-    layers = getattr(cache, "layers", None)
-    if layers is not None:
-        for layer in layers:
-            if getattr(layer, "keys", None) is not None:
-                layer.keys = layer.keys[..., :length, :]
-                layer.values = layer.values[..., :length, :]
-        return
-    for store in (cache.key_cache, cache.value_cache):     # transformers < 4.56
-        for j, t in enumerate(store):
-            store[j] = t[..., :length, :]
-
-
 class HFBackend(GenerationBackend):
     """The reference backend: transformers models; LoRA adapters applied per row (rows of
     different adapters, and rows without one, share batches)."""
@@ -440,6 +420,27 @@ class HFBackend(GenerationBackend):
                     for k, r in zip(keys, requests)]
         return self.generator.generate(prompts, desc, adapters=adapters,
                                        lora=self._per_row(adapters), on_result=on_result)
+
+
+    def score_targets(self, requests: list[Request], targets: list[str], desc: str = "scoring",
+                      on_result=None) -> list[TFScore]:
+        from .base import encode_target
+        from .teacher_forcing import score_sequences
+
+        prompts = [self.generator.encode(r.prompt) for r in requests]
+        tgt = [encode_target(self.tokenizer, t) for t in targets]
+        keys = [adapter_key(r.adapter) for r in requests]
+        adapters = lora = None
+        if any(k is not None for k in keys):
+            adapters = [self._adapter(k, r.adapter) if k is not None else None
+                        for k, r in zip(keys, requests)]
+            lora = self._per_row(adapters)
+        bar = tqdm(total=len(requests), desc=desc, unit="task", disable=not self.progress,
+                   file=sys.stderr, leave=False)
+        try:
+            return score_sequences(self.generator, prompts, tgt, adapters, lora, bar, on_result)
+        finally:
+            bar.close()
 
 
 class _StopAtNewline(StoppingCriteria):
