@@ -25,6 +25,8 @@ from .acquire import source_kind
 from .config import BuildConfig
 from .evolution_miner import eval_cap, smart_cap
 from .job import CONTEXT_PART, RepoResult, paths
+from .knowledge import LABELS, TextIndex, repository_index
+from .knowledge import label as knowledge_label
 from .repolist import BadRow, RepoSpec
 
 
@@ -41,21 +43,36 @@ class BuildSummary:
     failures_path: Path | None = None    # where failures.jsonl was written
 
 
-def _static_rows(spec: RepoSpec, split: str, config: BuildConfig, work_root: Path) -> list[dict]:
+def _repository_index(spec: RepoSpec, results: dict[str, RepoResult], work_root: Path
+                      ) -> TextIndex | None:
+    """The repository's non-test files (its context part), for knowledge-source labels."""
+    part = results[spec.repo_id].parts.get(CONTEXT_PART)
+    if part is None or not part.ok:
+        return None
+    table = read_parquet(paths(work_root, CONTEXT_PART, spec.repo_id)["rows"])
+    return repository_index(table.column("content").to_pylist())
+
+
+def _static_rows(spec: RepoSpec, split: str, config: BuildConfig, work_root: Path,
+                 index: TextIndex | None, labels: Counter) -> list[dict]:
     rows = read_parquet(paths(work_root, "static", spec.repo_id)["rows"]).to_pylist()
     ir = in_repo_split([r["task_id"] for r in rows], config.seed, config.in_repo_fractions)
     for r in rows:
         r["cross_repo_split"] = split
         r["in_repo_split"] = ir[r["task_id"]]
+        r["knowledge_source"] = knowledge_label(r["target"], r["prefix"], index)
+        labels[r["knowledge_source"]] += 1
     return rows
 
 
 _TASK_COLUMNS_WITHOUT_PREFIX = [n for n in EVOLUTION.names
-                                if n not in ("prefix", "cross_repo_split", "in_repo_split")]
+                                if n not in ("prefix", "cross_repo_split", "in_repo_split",
+                                             "knowledge_source")]
 
 
 def _evolution_rows(spec: RepoSpec, split: str, config: BuildConfig, work_root: Path,
-                    counts: Counter, commit_out: SplitWriter, task_out: SplitWriter) -> int:
+                    counts: Counter, commit_out: SplitWriter, task_out: SplitWriter,
+                    index: TextIndex | None = None, labels: Counter | None = None) -> int:
     """Stream one repository's commits and capped tasks into the split writers.
 
     The caps are decided on the task table without its prefixes; prefixes are then read
@@ -92,10 +109,16 @@ def _evolution_rows(spec: RepoSpec, split: str, config: BuildConfig, work_root: 
         else:
             kept = eval_cap(mine, ev.eval_cap_per_commit, counts)
         keep.update((t["_row"], ir) for t in kept)
-    return _stream(p["rows"], keep, split, split_name, task_out, EVOLUTION)
+
+    def label(row: dict) -> None:
+        row["knowledge_source"] = knowledge_label(row["target"], row["prefix"], index)
+        if labels is not None:
+            labels[row["knowledge_source"]] += 1
+    return _stream(p["rows"], keep, split, split_name, task_out, EVOLUTION, label)
 
 
-def _stream(path: Path, keep: dict[int, str], split: str, split_name, out: SplitWriter, schema) -> int:
+def _stream(path: Path, keep: dict[int, str], split: str, split_name, out: SplitWriter, schema,
+            transform=None) -> int:
     """Copy the rows of ``path`` whose index is in ``keep`` (index -> in-repo split) into the
     split files, one batch at a time (commits carry large diffs, tasks whole-file prefixes)."""
     offset = n = 0
@@ -105,6 +128,8 @@ def _stream(path: Path, keep: dict[int, str], split: str, split_name, out: Split
         for i, r in zip(rows, batch.take(rows).to_pylist() if rows else []):
             ir = keep[offset + i]
             r["cross_repo_split"], r["in_repo_split"] = split, ir
+            if transform is not None:
+                transform(r)
             grouped.setdefault(split_name(ir), []).append(r)
         for name in FILE_SPLITS:
             if name in grouped:
@@ -165,6 +190,7 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, R
     repo_rows: list[dict] = []
     per_repo: list[dict] = []
     counts: dict[str, Counter] = {t: Counter() for t in (*tracks, CONTEXT_PART)}
+    labels: dict[str, Counter] = {"static": Counter(), "evolution": Counter()}
     failures: list[dict] = [{"repo_id": b.repo_id, "source": b.source, "track": None,
                              "stage": "repo_list", "reason": b.reason} for b in bad_rows]
     for spec in sorted(specs, key=lambda s: s.repo_id):
@@ -178,12 +204,17 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, R
             if not part.ok and name in tracks:
                 failures.append({"repo_id": spec.repo_id, "source": spec.source, "track": name,
                                  "stage": "mine", "reason": part.reason})
+        index = None
+        if any(t in tracks and parts[t].ok for t in ("static", "evolution")):
+            index = _repository_index(spec, results, work_root)
         if "static" in tracks and parts["static"].ok:
-            static_rows.extend(_static_rows(spec, split, config, work_root))
+            static_rows.extend(_static_rows(spec, split, config, work_root, index,
+                                            labels["static"]))
         if "evolution" in tracks and parts["evolution"].ok:
             try:
                 evo_tasks[spec.repo_id] = _evolution_rows(spec, split, config, work_root,
-                                                          counts["evolution"], commit_out, task_out)
+                                                          counts["evolution"], commit_out, task_out,
+                                                          index, labels["evolution"])
             except BaseException:
                 commit_out.abort()  # leave the previous split files as they were
                 task_out.abort()
@@ -222,6 +253,7 @@ def assemble(specs: list[RepoSpec], bad_rows: list[BadRow], results: dict[str, R
               "n_failures": len(failures), "tracks": tracks, "split_sizes": split_sizes,
               "n_context_files": n_context,
               "filter_counts": {t: dict(sorted(c.items())) for t, c in counts.items()},
+              "knowledge_sources": {t: {k: labels[t][k] for k in LABELS} for t in tracks},
               "repos": per_repo}
     write_json(out_dir / "build_report.json", report)
     written += [table_path("repos"), "failures.jsonl", "build_report.json"]

@@ -68,6 +68,7 @@ STATIC = _schema([
     pa.field("test_function", pa.string(), nullable=False),
     pa.field("prefix", pa.string(), nullable=False),
     pa.field("target", pa.string(), nullable=False),
+    pa.field("knowledge_source", pa.string(), nullable=False),  # prefix, repository or none
     pa.field("cross_repo_split", pa.string(), nullable=False),
     pa.field("in_repo_split", pa.string(), nullable=False),
 ], "static")
@@ -103,6 +104,7 @@ EVOLUTION = _schema([
     pa.field("event", pa.string(), nullable=False),        # "added" or "modified"
     pa.field("prefix", pa.string(), nullable=False),       # whole file up to the cut
     pa.field("target", pa.string(), nullable=False),
+    pa.field("knowledge_source", pa.string(), nullable=False),  # prefix, repository or none
 ], "evolution")
 
 CONTEXT = _schema([
@@ -130,6 +132,11 @@ _TASK_COMMON = {
     "test_class": "enclosing class(es), dotted when nested; null for a module-level test",
     "test_function": "enclosing test function (the outermost function)",
     "target": "what the model must produce, flattened to one line",
+    "knowledge_source": "where the target's pieces (identifiers, numbers, string texts; "
+                        "keywords and builtins left out) occur: prefix (all in the prefix), "
+                        "repository (the rest in the repository's non-test files at the static "
+                        "snapshot, the context table) or none (some piece occurs nowhere: "
+                        "computed)",
     "cross_repo_split": "repository-level split: train, cr_val, cr_test or ood",
     "in_repo_split": "split within the repository: train, val or test",
 }
@@ -202,8 +209,9 @@ def table_path(table: str, split: str | None = None) -> str:
 
 
 def without_splits(schema: pa.Schema) -> pa.Schema:
-    """The schema of rows as a miner produces them, before splits are assigned."""
-    for name in ("cross_repo_split", "in_repo_split"):
+    """The schema of rows as a miner produces them, before splits and the labels that
+    assembly computes (knowledge source) are assigned."""
+    for name in ("cross_repo_split", "in_repo_split", "knowledge_source"):
         if name in schema.names:
             schema = schema.remove(schema.get_field_index(name))
     return schema

@@ -43,11 +43,16 @@ def _read_splits(out_dir: Path, table: str, columns: list[str]) -> tuple[dict[st
     return sizes, merged
 
 
+KNOWLEDGE_SOURCES = ("prefix", "repository", "none")
+
+
 def _task_stats(out_dir: Path, table: str) -> dict:
     sizes, t = _read_splits(out_dir, table, ["repo_id", "assertion_type", "target_type", "prefix",
-                                            "target"])
+                                            "target", "knowledge_source"])
     families, ttypes, per_repo = Counter(t["assertion_type"]), Counter(t["target_type"]), Counter(t["repo_id"])
+    sources = Counter(t["knowledge_source"])
     return {
+        "knowledge_sources": {k: sources.get(k, 0) for k in KNOWLEDGE_SOURCES},
         "n_tasks": sum(sizes.values()), "n_repos": len(per_repo), "split_sizes": sizes,
         "families": {f: families.get(f, 0) for f in ASSERTION_TYPES},
         "target_types": {x: ttypes.get(x, 0) for x in TARGET_TYPES},
@@ -140,6 +145,8 @@ def _format_tasks(title: str, s: dict) -> list[str]:
         markdown_table(["family", "tasks", "share"], [[f, n, _pct(n, total)] for f, n in s["families"].items()]),
         markdown_table(["target type", "tasks", "share"],
                        [[t, n, _pct(n, total)] for t, n in s["target_types"].items()]),
+        markdown_table(["knowledge source", "tasks", "share"],
+                       [[k, n, _pct(n, total)] for k, n in s.get("knowledge_sources", {}).items()]),
         _lengths(s, ("tasks_per_repo", "prefix_lines", "prefix_lexical_tokens", "target_chars",
                      "target_lexical_tokens")),
     ]
