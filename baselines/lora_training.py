@@ -22,7 +22,7 @@ class TrainOptions:
     max_steps: int = -1
     batch_size: int = 4
     grad_accum: int = 1
-    max_seq_len: int = 2048
+    max_seq_len: int = 4096           # = the protocol's input budget (max_input_tokens)
     max_train_tasks_per_repo: int = 0   # 0: all
     save_steps: int = 200
 

@@ -1,22 +1,25 @@
-"""Do Code2LoRA's adapters specialise? Teacher-forced loss with own, mean and shuffled adapters.
+"""Do Code2LoRA's adapters specialise? The teacher-forced audit: own, leave-one-out mean,
+shuffled and no adapter, on the same tasks.
 
     python benchmarks/bench_code2lora_specialisation.py --checkpoint CKPT --dataset BENCH \\
-        [--config static] [--split validation_in_repo] [--limit 200] [--max-seq-len 512]
+        [--config static] [--split validation_in_repo] [--limit 200] [--max-input-tokens N] \\
+        [--out RUNS]
 
-Exact match on a few hundred tasks moves in steps of several points; the cross-entropy of
-the target (+ EOS) given the prefix is a finer signal of the same question. For each task
-the loss is computed with the repository's (or commit's) own generated adapter, with the
-mean adapter and with the shuffled one (as in the evaluation audit), and with no adapter
-as the reference. Prints mean loss per token for each, and the paired differences
-(replacement minus own: positive means the own adapter fits its repository better) with
-95% bootstrap intervals over repositories. Last line: ``own-vs-mean X.XXXX [lo, hi]``.
+Exact match on a few hundred tasks moves in steps of several points; teacher-forced
+scores (``repopeftbench evaluate --scoring teacher-forced``) are one forward pass per task
+and ``tf_logprob`` a finer signal of the same question. The Code2LoRA run carries the
+audit (each task with its item's own adapter, the mean of every other item's adapter, and
+another item's adapter); the base model (``pretrained``) on the same tasks is the "none"
+row. Prints tf_em and tf_logprob per adapter and the paired differences (own minus each
+replacement: positive means the own adapter fits its repository better) with 95% CIs over
+repositories and the smallest difference each could detect. Last line:
+``own-vs-mean X.XXXX [lo, hi]`` in nats per target token.
 """
 from __future__ import annotations
 
 import argparse
-
-import numpy as np
-import torch
+import tempfile
+from pathlib import Path
 
 
 def main() -> None:
@@ -26,72 +29,45 @@ def main() -> None:
     ap.add_argument("--config", default="static")
     ap.add_argument("--split", default="validation_in_repo")
     ap.add_argument("--limit", type=int, default=200)
-    ap.add_argument("--max-seq-len", type=int, default=512)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--max-input-tokens", type=int, default=None,
+                    help="default: the checkpoint's training sequence length (max_seq_len)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=None, help="run directories (default: a temporary one)")
     args = ap.parse_args()
 
-    from code2lora_models.bundle import Code2LoRABundle
-    from code2lora_models.methods import Code2LoRAEvo, Code2LoRAStatic
-    from code2lora_models.training import row_losses
-    from evaluators.lora.model import PerRowLora
-    from evaluators.models import load_model
-    from evaluators.registry import RunContext
-    from evaluators.training import CompletionCollator, encode_example
-    from repopeftbench.dataset import Benchmark
+    from evaluators.backends.base import GenerationConfig
+    from evaluators.harness import evaluate, read_checkpoint
+    from evaluators.scoring import paired_comparison
+    from evaluators.harness import read_scored
 
-    bench = Benchmark(args.dataset)
-    bundle = Code2LoRABundle.load(f"{args.checkpoint}/hypernetwork")
-    model, tok, _ = load_model(bundle.base_model, "cpu")
-    bundle.attach_encoder("cpu", model, tok)
-    tasks = bench.tasks(args.config, args.split, limit=args.limit)
-    method = (Code2LoRAEvo if bundle.kind == "evo" else Code2LoRAStatic)(
-        RunContext(model_name=bundle.base_model))
-    method.bundle, method.bench = bundle, bench
-    method.prepare(tasks)                       # code vectors, mean adapter, shuffle
-    keys = [method.item(t) for t in tasks]
-    z = method._z
-    lora = PerRowLora(model, bundle.hyper.spec)
-    collate = CompletionCollator(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-    with torch.no_grad():
-        mean_factors = {p: (torch.stack([a]), torch.stack([b])) for p, (a, b) in
-                        ((p, (method._mean.tensors[f"base_model.model.{p}.lora_A.weight"],
-                              method._mean.tensors[f"base_model.model.{p}.lora_B.weight"]))
-                         for p in lora.layers)}
-        losses = {m: [] for m in ("none", "own", "mean", "shuffled")}
-        for start in range(0, len(tasks), args.batch):
-            part = tasks[start:start + args.batch]
-            batch = collate([encode_example(tok, t["prefix"], t["target"], args.max_seq_len) for t in part])
-            n = len(part)
-            for mode in losses:
-                if mode == "none":
-                    lora.clear()
-                elif mode == "mean":
-                    lora.set_batch({p: a.expand(n, -1, -1) for p, (a, b) in mean_factors.items()},
-                                   {p: b.expand(n, -1, -1) for p, (a, b) in mean_factors.items()},
-                                   bundle.hyper.scale(n, z))
-                else:
-                    src = [keys[start + i] if mode == "own" else method._partner[keys[start + i]]
-                           for i in range(n)]
-                    factors = bundle.hyper(z[torch.tensor([method._row[k] for k in src])])
-                    lora.set_batch({p: a for p, (a, b) in factors.items()},
-                                   {p: b for p, (a, b) in factors.items()}, bundle.hyper.scale(n, z))
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                total, count = row_losses(logits, batch["labels"])
-                losses[mode] += (total / count.clamp(min=1)).tolist()
-    repos = sorted({t["repo_id"] for t in tasks})
-    by_repo = {r: [i for i, t in enumerate(tasks) if t["repo_id"] == r] for r in repos}
-    print(f"{len(tasks)} tasks of {args.config}/{args.split}, {len(repos)} repositories, "
-          f"{bundle.kind} checkpoint {args.checkpoint}")
-    for mode, v in losses.items():
-        print(f"mean loss per token, {mode:9s} adapter: {np.mean(v):.4f}")
-    rng = np.random.default_rng(0)
-    for mode in ("none", "shuffled", "mean"):
-        diff = np.array(losses[mode]) - np.array(losses["own"])
-        per_repo = np.array([diff[by_repo[r]].mean() for r in repos])
-        boots = per_repo[rng.integers(0, len(repos), (2000, len(repos)))].mean(1)
-        lo, hi = np.percentile(boots, [2.5, 97.5])
-        print(f"own-vs-{mode} {per_repo.mean():.4f} [{lo:.4f}, {hi:.4f}]  "
-              f"(loss with the {mode} adapter minus own, macro over repositories)")
+    record = read_checkpoint(args.checkpoint)
+    budget = args.max_input_tokens or int(record.get("options", {}).get("max_seq_len", 4096))
+    model = record["model"]["name"]
+    out = Path(args.out or tempfile.mkdtemp(prefix="specialisation-"))
+    gen = GenerationConfig(max_input_tokens=budget)
+    common = dict(limit=args.limit, device=args.device, generation=gen, progress=False,
+                  scoring="teacher-forced")
+    c2l = evaluate(args.dataset, args.config, args.split, record["method"], model, out / "c2l",
+                   checkpoint=args.checkpoint, **common)
+    evaluate(args.dataset, args.config, args.split, "pretrained", model, out / "none", **common)
+    audit = c2l.audit or {}
+    print(f"{c2l.scores['n_tasks']} tasks of {args.config}/{args.split}, {c2l.scores['n_repos']} "
+          f"repositories, {record['method']} checkpoint {args.checkpoint}, inputs of {budget} tokens")
+    for mode in ("own", "mean", "shuffled"):
+        m = audit[mode]["metrics"]
+        print(f"{mode:9s} adapter: tf_em {m['tf_em']['micro']:.1f}%, tf_logprob "
+              f"{m['tf_logprob']['micro']:.4f}")
+    own = read_scored(out / "c2l", args.dataset)
+    none = read_scored(out / "none", args.dataset)
+    base = paired_comparison(none, own, metric="tf_logprob")
+    m = {s.task_id: s for s in none}
+    print(f"none      adapter: tf_em {100 * sum(x.scores['tf_em'] for x in m.values()) / len(m):.1f}%, "
+          f"tf_logprob {sum(x.scores['tf_logprob'] for x in m.values()) / len(m):.4f}")
+    rows = [("none", base)] + [(mode, audit[f"own_minus_{mode}_tf_logprob"]) for mode in ("shuffled", "mean")]
+    for mode, d in rows:
+        print(f"own-vs-{mode} {d['delta']:.4f} [{d['ci'][0]:.4f}, {d['ci'][1]:.4f}]  (tf_logprob "
+              f"with the own adapter minus with the {mode} one, nats per target token; "
+              f"detectable {d['mde']:.4f})")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,11 @@ TRACK=static
     --tracks static,evolution --workers 2 --cutoff 2025-04-01 --no-progress
 repopeftbench stats "$W/bench" > "$W/stats.md"
 
-BUDGET=(--option max_seq_len=256 --option batch_size=4 --option max_train_tasks_per_repo=40
+# One input budget for every method compared: trained methods learn on sequences of INPUT
+# tokens and every method is scored on inputs of INPUT tokens (the harness refuses a
+# trained method scored at another budget than it learned at).
+INPUT=${INPUT:-256}
+BUDGET=(--option max_seq_len=$INPUT --option batch_size=4 --option max_train_tasks_per_repo=40
         --option save_steps=10)   # checkpoints: an interrupted training resumes
 train() {  # method, extra options...
     local m=$1; shift
@@ -37,7 +41,7 @@ evaluate() {  # method
         local ckpt=(); [ -d "$W/ckpt/$m" ] && ckpt=(--checkpoint "$W/ckpt/$m")
         repopeftbench evaluate --method "$m" "${ckpt[@]}" --dataset "$W/bench" --config $TRACK \
             --split "$split" --model "$MODEL" --limit "$lim" --out "$W/runs/$split/$m" \
-            --no-progress > "$W/runs-$split-$m.log"
+            --max-input-tokens "$INPUT" --no-progress > "$W/runs-$split-$m.log"
         echo "$split $m: $(grep -m1 '^| em ' "$W/runs-$split-$m.log")"
         [ "$m" = pretrained ] || repopeftbench compare "$W/runs/$split/pretrained" \
             "$W/runs/$split/$m" --dataset "$W/bench" | tail -1

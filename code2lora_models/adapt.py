@@ -1,24 +1,25 @@
 """``repopeftbench adapt``: any local git repository -> a PEFT adapter, with a checkpoint.
 
 Static reads the non-test .py/.md/.rst files at HEAD (as the context table does). Evo
-starts its state from the HEAD snapshot (a diff against the empty tree, as in training)
-and stores the state beside the adapter; ``--update`` folds every first-parent commit
-since the adapter's commit that touches production code into that state and rewrites the
-adapter. The sidecar ``code2lora.json`` records repository, commit, checkpoint, encoder.
+folds what evaluation folds: the kept commits up to HEAD (those that add or change an
+assertion in a test file, found by the evolution miner), each with its production diff
+since the previous kept commit, the first against the empty tree; it stores the GRU state
+and the replay state beside the adapter, and ``--update`` folds the kept commits since
+then and rewrites the adapter. The sidecar ``code2lora.json`` records repository, commit,
+checkpoint, encoder and replay.
 """
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from repopeftbench.errors import UserError
 from repopeftbench.io import atomic_write_text, read_json_file, read_safetensors
 
 from .bundle import Code2LoRABundle
-from .repo_embedding import split_diff
 
 SIDECAR = "code2lora.json"
 STATE_FILE = "code2lora_state.safetensors"
@@ -96,19 +97,41 @@ def adapt(repo_path: str | Path, checkpoint: str | Path, out: str | Path,
         if bundle.kind == "static":
             z = torch.from_numpy(bundle.cache.snapshot(repo_id, head, [f["content"] for f in files]))
             return _write(bundle, z, Path(out), sidecar, None)
-        from miners.evolution_miner import empty_tree, production_diffs
-        tree = repo.run(["rev-parse", f"{head}^{{tree}}"]).strip()
-        diff = production_diffs(repo, [(empty_tree(repo), tree)], 1_000_000, Counter())[0]
+        kept, replay = kept_commit_diffs(repo, head, repo_id)
+    if not kept:
+        raise UserError(f"{repo_path}: no commit adds or changes an assertion in a test file; "
+                        f"Code2LoRA-Evo folds those commits (as evaluation does), so it has "
+                        f"nothing to fold")
     assert bundle.gru is not None
     with torch.no_grad():
-        state = bundle.gru.run(torch.from_numpy(bundle.diff_vector(repo_id, head, diff))[None])[-1]
-    return _write(bundle, state, Path(out), {**sidecar, "commits_folded": 0}, state)
+        state = bundle.gru.run(torch.from_numpy(_diff_vectors(bundle, repo_id, kept)))[-1]
+    return _write(bundle, state, Path(out), {**sidecar, "commits_folded": len(kept),
+                                             "replay": replay}, state)
+
+
+def kept_commit_diffs(repo, head: str, repo_id: str, replay: dict | None = None
+                      ) -> tuple[list[tuple[str, str]], dict]:
+    """The kept commits up to ``head`` (those adding or changing an assertion, as the
+    benchmark's evolution track keeps them) with their production diffs since the previous
+    kept commit (the first against the empty tree): the sequence evaluation folds. With
+    ``replay`` (a stored replay state), only the commits after it. Returns the commits and
+    the new replay state."""
+    from miners.evolution_miner import EvolutionMinerConfig, EvolutionState, mine_evolution
+
+    commits: list[dict] = []
+    state = EvolutionState.from_dict(replay) if replay else EvolutionState()
+    result = mine_evolution(repo, head, repo_id, EvolutionMinerConfig(), state,
+                            commit_sink=commits.extend)
+    return [(c["commit_sha"], c["production_code_diff"]) for c in commits], result.state.to_dict()
+
+
+def _diff_vectors(bundle: Code2LoRABundle, repo_id: str, kept: list[tuple[str, str]]) -> np.ndarray:
+    """(T, d) diff vectors, encoded as evaluation encodes the commits table's diffs."""
+    return np.stack([bundle.diff_vector(repo_id, sha, diff) for sha, diff in kept])
 
 
 def update(directory: str | Path, device: str = "cpu") -> Path:
     """Fold the commits since an Evo adapter's commit into its state; rewrite the adapter."""
-    from miners.evolution_miner import production_diffs
-
     d = Path(directory)
     if not (d / SIDECAR).exists():
         raise UserError(f"{d}: no {SIDECAR}; not an adapter written by 'repopeftbench adapt'")
@@ -127,18 +150,18 @@ def update(directory: str | Path, device: str = "cpu") -> Path:
                          check=False).returncode != 0:
             raise UserError(f"{d}: the adapter's commit {sidecar['commit'][:12]} is not an "
                             f"ancestor of HEAD of {sidecar['repository']} (history rewritten?)")
-        shas = repo.run(["rev-list", "--first-parent", "--reverse",
-                         f"{sidecar['commit']}..{head}"]).split()
-        pairs = [(repo.run(["rev-parse", f"{s}^^{{tree}}"]).strip(),
-                  repo.run(["rev-parse", f"{s}^{{tree}}"]).strip()) for s in shas]
-        diffs = production_diffs(repo, pairs, 1_000_000, Counter())
-    steps = [(s, t) for s, t in zip(shas, diffs) if split_diff(t)]
+        if "replay" not in sidecar:
+            raise UserError(f"{d}: made by an older 'adapt' that did not fold the kept commits; "
+                            f"make the adapter again with 'repopeftbench adapt'")
+        kept, replay = kept_commit_diffs(repo, head, Path(sidecar["repository"]).name,
+                                         sidecar["replay"])
     _encoder(bundle, model_name, device)
     assert bundle.cache is not None and bundle.gru is not None
     repo_id = Path(sidecar["repository"]).name
-    with torch.no_grad():
-        for sha, diff in steps:
-            state = bundle.gru.step(state[None], torch.from_numpy(
-                bundle.diff_vector(repo_id, sha, diff))[None])[0]
-    sidecar.update(commit=head, commits_folded=int(sidecar.get("commits_folded", 0)) + len(steps))
+    if kept:
+        with torch.no_grad():
+            state = bundle.gru.run(torch.from_numpy(_diff_vectors(bundle, repo_id, kept)),
+                                   start=state)[-1]
+    sidecar.update(commit=head, replay=replay,
+                   commits_folded=int(sidecar.get("commits_folded", 0)) + len(kept))
     return _write(bundle, state, d, sidecar, state)

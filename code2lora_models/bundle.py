@@ -132,17 +132,9 @@ class Code2LoRABundle:
         return self.hyper.adapters(z, names, self.base_model)
 
     @torch.no_grad()
-    def mean_adapter(self, z: torch.Tensor, name: str, chunk: int = 16) -> LoraAdapter:
-        """The adapter whose weight update is the mean of the generated updates over the
-        code vectors ``z``: mean_i (alpha/r) B_i A_i, exactly.
-
-        Averaging the factors instead is not the mean update, and can be nothing at all:
-        (A, B) and (-A, -B) make the same update, and a hypernetwork that generates both
-        signs averages to zero (seen with Code2LoRA-Evo, whose factor-mean adapter scored
-        as the base model). The mean update has rank up to n r; it is written as a LoRA of
-        the rank it has (SVD, singular values below 1e-6 of the largest dropped), at most
-        min(in, out), with the same scale."""
-        n = max(1, len(z))
+    def update_sums(self, z: torch.Tensor, chunk: int = 16) -> tuple[dict, dict]:
+        """(path -> sum over ``z`` of the weight updates B_i A_i, in float64; path -> path
+        whose update it shares), for ``mean_adapter``."""
         dense: dict[str, torch.Tensor] = {}              # path of a distinct factor pair -> update
         alias: dict[str, str] = {}                       # path -> path whose update it shares
         for start in range(0, len(z), chunk):
@@ -154,6 +146,31 @@ class Code2LoRABundle:
                 a, b = factors[path]                     # (m, r, in), (m, out, r)
                 update = torch.einsum("mor,mri->oi", b.double(), a.double())
                 dense[path] = dense[path] + update if path in dense else update
+        return dense, alias
+
+    def mean_adapter(self, z: torch.Tensor, name: str, chunk: int = 16,
+                     leave_out: int | None = None, sums: tuple[dict, dict] | None = None
+                     ) -> LoraAdapter:
+        """The adapter whose weight update is the mean of the generated updates over the
+        code vectors ``z``: mean_i (alpha/r) B_i A_i, exactly. With ``leave_out=i``, the mean
+        over every row but i (the audit's "mean" for item i must not contain item i's own
+        adapter: with n items it would hold 1/n of it, biasing own minus mean toward 0).
+        ``sums`` reuses ``update_sums(z)``.
+
+        Averaging the factors instead is not the mean update, and can be nothing at all:
+        (A, B) and (-A, -B) make the same update, and a hypernetwork that generates both
+        signs averages to zero (seen with Code2LoRA-Evo, whose factor-mean adapter scored
+        as the base model). The mean update has rank up to n r; it is written as a LoRA of
+        the rank it has (SVD, singular values below 1e-6 of the largest dropped), at most
+        min(in, out), with the same scale."""
+        dense, alias = sums if sums is not None else self.update_sums(z, chunk)
+        n = max(1, len(z))
+        if leave_out is not None and len(z) > 1:
+            factors = self.hyper(z[leave_out:leave_out + 1])
+            dense = {path: total - torch.einsum("mor,mri->oi", factors[path][1].double(),
+                                                factors[path][0].double())
+                     for path, total in dense.items()}
+            n -= 1
         parts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for path, total in dense.items():
             u, sv, vh = torch.linalg.svd(total / n, full_matrices=False)

@@ -6,8 +6,8 @@ Evo: one adapter per kept commit, generated from the GRU state after that commit
 many repositories mixed in one batch.
 
 Both carry the audit of SPEC section 9: the harness scores the same tasks with each row's
-own adapter, with the mean adapter (mean of the generated A and B factors over the
-evaluated repositories or commits) and with a shuffled one (the item half-way round the
+own adapter, with the mean adapter (leave-one-out: for each item, the mean weight update
+of every other evaluated repository or commit) and with a shuffled one (the item half-way round the
 sorted list: another repository's adapter, or for Evo mostly another repository's
 commit), and the results record the raw pairwise cosine of the generated adapters.
 """
@@ -36,7 +36,8 @@ class _Code2LoRA(Method):
     audit_modes: ClassVar[tuple[str, ...]] = ("own", "mean", "shuffled")
     # "mean" is the mean weight update since 2 (was the mean of the factors); the audit
     # info has the update cosines since 2
-    audit_revision: ClassVar[dict[str, str]] = {"mean": "2", "info": "2"}
+    # "mean" leaves the item's own adapter out since 3 (it held 1/n of it before)
+    audit_revision: ClassVar[dict[str, str]] = {"mean": "3", "info": "2"}
     kind: ClassVar[str] = ""
 
     mode = "own"
@@ -94,10 +95,21 @@ class _Code2LoRA(Method):
         self._row = {k: i for i, k in enumerate(self._keys)}
         n = len(self._keys)
         self._partner = {k: self._keys[(i + n // 2) % n] for i, k in enumerate(self._keys)}
-        tag = hashlib.sha256(repr(self._keys).encode()).hexdigest()[:12]
-        self._mean = self._weights(self.bundle.mean_adapter(self._z, f"mean-{tag}"))
+        self._tag = hashlib.sha256(repr(self._keys).encode()).hexdigest()[:12]
+        self._sums = None              # the updates' sum, for the leave-one-out means
+        self._means: dict = {}         # item -> its leave-one-out mean adapter
         self._cosine = adapter_cosine(self.bundle, self._z)
         self._cosine["over"] = "repositories" if self.kind == "static" else "commits"
+
+    def _mean_without(self, key: Key) -> AdapterWeights:
+        """The mean of every other item's adapter (leave-one-out), made once per item."""
+        if key not in self._means:
+            if self._sums is None:
+                self._sums = self.bundle.update_sums(self._z)
+            adapter = self.bundle.mean_adapter(self._z, f"mean-{self._tag}-without-{key}",
+                                               leave_out=self._row[key], sums=self._sums)
+            self._means[key] = self._weights(adapter)
+        return self._means[key]
 
     def audit_info(self) -> dict:
         return {"cosine": self._cosine}
@@ -108,9 +120,9 @@ class _Code2LoRA(Method):
 
     def predict(self, repo_id: str, tasks: list[dict]) -> list[Request]:
         import torch
-        if self.mode == "mean":
-            return [Request(t["prefix"], self._mean) for t in tasks]
         wanted = [self.item(t) for t in tasks]
+        if self.mode == "mean":
+            return [Request(t["prefix"], self._mean_without(k)) for t, k in zip(tasks, wanted)]
         source = {k: (self._partner[k] if self.mode == "shuffled" else k) for k in set(wanted)}
         keys = sorted(set(source.values()))
         rows = torch.tensor([self._row[k] for k in keys])

@@ -26,7 +26,7 @@ from torch import nn
 from transformers import Trainer
 
 from evaluators.lora.model import PerRowLora
-from evaluators.training import IGNORE
+from evaluators.training import IGNORE, target_losses
 from repopeftbench.io import read_safetensors
 
 from .evo import DiffGRU
@@ -85,14 +85,15 @@ class HyperLM(nn.Module):
         z = self.codes(row)                                                # (n, d)
         factors = self.hyper(z)                                            # path -> (A, B)
         self._set_factors(factors)
-        logits = self.lm(input_ids=input_ids, attention_mask=attention_mask).logits
-        own, count = row_losses(logits, labels)                            # (n,), (n,)
+        own, count = target_losses(self.lm, input_ids, attention_mask, labels)   # (n,), (n,)
         loss = own.sum() / count.sum().clamp(min=1)
         other_row = _other_rows(row)
         if self.contrastive > 0 and other_row is not None:
-            self._set_factors(factors, other_row)
-            logits = self.lm(input_ids=input_ids, attention_mask=attention_mask).logits
-            other, _ = row_losses(logits, labels)
+            # the other item's adapter is a fixed reference: the hinge is met by improving
+            # the own adapter, never by making the other one worse
+            self._set_factors({p: (a.detach(), b.detach()) for p, (a, b) in factors.items()},
+                              other_row)
+            other, _ = target_losses(self.lm, input_ids, attention_mask, labels)
             per_tok = count.clamp(min=1)
             hinge = torch.relu(self.margin + own / per_tok - other / per_tok)
             loss = loss + self.contrastive * hinge.mean()

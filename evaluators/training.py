@@ -20,6 +20,8 @@ import torch
 
 from repopeftbench.io import write_json
 
+from .backends.base import encode_prompt, encode_target
+
 IGNORE = -100
 
 
@@ -33,7 +35,7 @@ class TrainConfig:
     grad_accum: int = 1
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
-    max_seq_len: int = 2048
+    max_seq_len: int = 4096           # = the protocol's input budget (max_input_tokens)
     seed: int = 0
     save_steps: int = 200
     logging_steps: int = 10
@@ -43,17 +45,16 @@ class TrainConfig:
 
 
 def encode_example(tokenizer, prefix: str, target: str, max_seq_len: int) -> dict[str, list[int]]:
-    """input_ids = BOS + prefix + target + EOS (prefix cut from the left to fit), labels
-    masked (-100) everywhere but target + EOS."""
-    prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
-    target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    """input_ids = the prompt as evaluation encodes it (``encode_prompt``: BOS + prefix cut
+    from the left) + target + EOS, within ``max_seq_len``; labels masked (-100) everywhere
+    but target + EOS."""
+    target_ids = encode_target(tokenizer, target)
+    bos = 1 if tokenizer.bos_token_id is not None else 0
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    completion = (target_ids + eos)[:max(1, max_seq_len - len(bos))]
-    room = max(0, max_seq_len - len(bos) - len(completion))
-    prefix_ids = prefix_ids[len(prefix_ids) - room:] if room else []
-    input_ids = bos + prefix_ids + completion
-    labels = [IGNORE] * (len(bos) + len(prefix_ids)) + completion
+    completion = (target_ids + eos)[:max(1, max_seq_len - bos)]
+    prompt_ids = encode_prompt(tokenizer, prefix, max_seq_len - len(completion))
+    input_ids = prompt_ids + completion
+    labels = [IGNORE] * len(prompt_ids) + completion
     return {"input_ids": input_ids, "labels": labels}
 
 
@@ -83,6 +84,46 @@ class CompletionCollator:
             if key not in out and key != "length":
                 out[key] = torch.tensor([f[key] for f in features])
         return out
+
+
+def target_losses(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed cross-entropy, token count) per row over the labelled tokens (target + EOS),
+    the LM head evaluated only where a labelled token is predicted: a vocabulary-wide
+    projection at every prompt position is most of the head's cost and none of the loss."""
+    need = labels[:, 1:] != IGNORE                                    # (n, t-1): predicts a label
+    where = torch.zeros_like(labels, dtype=torch.bool)
+    where[:, :-1] = need
+    inner = lm.get_base_model() if hasattr(lm, "get_base_model") else lm     # PEFT passes it on
+    if "logits_to_keep" in inspect.signature(inner.forward).parameters:
+        logits = lm(input_ids=input_ids, attention_mask=attention_mask,
+                    logits_to_keep=where).logits                      # (k, V), k = where.sum()
+    else:
+        logits = lm(input_ids=input_ids, attention_mask=attention_mask).logits
+    if logits.dim() == 3 and logits.shape[:2] == labels.shape:        # every position came back
+        logits = logits[where]
+    logits = logits.reshape(-1, logits.shape[-1])
+    targets = labels[:, 1:][need]                                     # (k,)
+    ce = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    rows = where.nonzero()[:, 0]
+    sums = torch.zeros(labels.shape[0], dtype=ce.dtype, device=ce.device).index_add(0, rows, ce)
+    return sums, need.sum(1)
+
+
+def _target_only_trainer():
+    """The ``Trainer`` whose loss evaluates the LM head at target positions only
+    (``target_losses``); the same loss as the model's own (mean over labelled tokens, or
+    over ``num_items_in_batch`` under gradient accumulation)."""
+    from transformers import Trainer
+
+    class TargetOnlyTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            sums, counts = target_losses(model, inputs["input_ids"], inputs["attention_mask"],
+                                         inputs["labels"])
+            total = num_items_in_batch if num_items_in_batch is not None else counts.sum()
+            loss = sums.sum() / torch.as_tensor(total, device=sums.device).clamp(min=1)
+            return (loss, {"loss": loss}) if return_outputs else loss
+    return TargetOnlyTrainer
 
 
 @dataclass
@@ -143,7 +184,7 @@ def train_causal_lm(model, tokenizer, examples: list[dict], config: TrainConfig,
                     progress: bool = True) -> TrainResult:
     """Train ``model`` (its trainable parameters: LoRA or all) on encoded examples with the
     transformers ``Trainer``; resumes from the last checkpoint in ``out_dir``."""
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import TrainingArguments, set_seed
 
     if not examples:
         raise ValueError("no training examples")
@@ -172,7 +213,7 @@ def train_causal_lm(model, tokenizer, examples: list[dict], config: TrainConfig,
     if resume is not None and (Path(resume) / ELAPSED_FILE).exists():
         before = float(json.loads((Path(resume) / ELAPSED_FILE).read_text())["wall_time_s"])
     t0 = time.time()
-    trainer = (trainer_cls or Trainer)(model=model, args=args, train_dataset=examples,
+    trainer = (trainer_cls or _target_only_trainer())(model=model, args=args, train_dataset=examples,
                                        data_collator=CompletionCollator(pad),
                                        callbacks=[_elapsed_callback(t0, before)])
     out = trainer.train(resume_from_checkpoint=resume)

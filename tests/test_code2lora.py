@@ -260,13 +260,26 @@ def test_evo_trains_evaluates_per_commit_and_updates(world, tmp_path, capsys):
     out = tmp_path / "evo_adapter"
     assert main(["adapt", str(repo), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
     before = json.loads((out / "code2lora.json").read_text())
+    # the exported state is the one evaluation scored: the GRU folded over the kept commits
+    from code2lora_models.bundle import Code2LoRABundle
+    from repopeftbench.dataset import Benchmark
+    from repopeftbench.io import read_safetensors
+    bundle = Code2LoRABundle.load(ckpt / "hypernetwork")
+    bundle.attach_encoder("cpu", *__import__("evaluators.models", fromlist=["x"]).load_model(
+        str(tiny), "cpu")[:2], progress=False)
+    states = bundle.commit_states(Benchmark(bench), ["o/gamma"])["o/gamma"]
+    exported = read_safetensors(out / "code2lora_state.safetensors")["state"]
+    assert before["commits_folded"] == len(states)
+    assert torch.allclose(exported, states[max(states)], atol=1e-5)
     weights = (out / "adapter_model.safetensors").read_bytes()
     commit_files(repo, {"gamma/extra.py": "def more():\n    return 42\n"}, date="2024-03-01T00:00:00Z")
     commit_files(repo, {"tests/test_more.py": "def test_more():\n    assert more() == 42\n"},
                  date="2024-03-02T00:00:00Z")
     assert main(["adapt", "--update", str(out)]) == 0
     after = json.loads((out / "code2lora.json").read_text())
-    assert after["commit"] != before["commit"] and after["commits_folded"] == 1  # tests-only commit skipped
+    # the production-only commit is not kept; its diff is part of the next kept commit's
+    assert after["commit"] != before["commit"]
+    assert after["commits_folded"] == before["commits_folded"] + 1
     assert (out / "adapter_model.safetensors").read_bytes() != weights
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), out)
 
@@ -293,6 +306,7 @@ def test_mean_adapter_is_the_mean_update_and_update_cosine_ignores_factor_signs(
         p.data.normal_()
     z = torch.randn(5, 6)
     holder = SimpleNamespace(hyper=net, base_model="")
+    holder.update_sums = lambda v, chunk=16: Code2LoRABundle.update_sums(holder, v, chunk)
     mean = Code2LoRABundle.mean_adapter(holder, z, "mean", chunk=2)
     factors = net(z)
     for path, (a, b) in factors.items():
@@ -300,6 +314,13 @@ def test_mean_adapter_is_the_mean_update_and_update_cosine_ignores_factor_signs(
         got = mean.spec.scaling * mean.B[path] @ mean.A[path]
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max())), path
     assert mean.spec.r <= 8 and mean.spec.scaling == net.spec.scaling
+    # the audit's mean leaves the item's own adapter out: item 1's mean is that of the others
+    loo = Code2LoRABundle.mean_adapter(holder, z, "loo", leave_out=1)
+    others = torch.cat([z[:1], z[2:]])
+    for path, (a, b) in net(others).items():
+        want = net.spec.scaling * torch.einsum("nor,nri->oi", b, a) / len(others)
+        got = loo.spec.scaling * loo.B[path] @ loo.A[path]
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max())), path
     # (A, B) and (-A, -B) make the same update: factor cosine -1, update cosine 1
     sign = torch.tensor([1.0, -1.0])
 
@@ -317,8 +338,9 @@ def test_mean_adapter_is_the_mean_update_and_update_cosine_ignores_factor_signs(
         def __call__(self, v):
             return flipping(v)
 
-    both = Code2LoRABundle.mean_adapter(SimpleNamespace(hyper=Flipping(), base_model=""),
-                                        torch.cat([z[:1], z[:1]]), "both")
+    flip_holder = SimpleNamespace(hyper=Flipping(), base_model="")
+    flip_holder.update_sums = lambda v, chunk=16: Code2LoRABundle.update_sums(flip_holder, v, chunk)
+    both = Code2LoRABundle.mean_adapter(flip_holder, torch.cat([z[:1], z[:1]]), "both")
     a, b = net(z[:1])["l.0.q_proj"]
     want = b[0] @ a[0]
     assert torch.allclose(both.B["l.0.q_proj"] @ both.A["l.0.q_proj"], want, rtol=1e-4,

@@ -79,6 +79,12 @@ def test_shared_lora_trains_once_and_serves_any_split(bench, tiny, tmp_path):
         res = evaluate(bench, "static", split, "shared-lora", str(tiny), tmp_path / split,
                        checkpoint=ckpt, progress=False)
         assert res.scores["n_tasks"] > 0 and res.checkpoint == str(ckpt)
+    # trained at 4,096 tokens (max_seq_len), it is not scored at another input budget
+    from evaluators.backends.base import GenerationConfig
+    from repopeftbench.errors import UserError
+    with pytest.raises(UserError, match="max_seq_len.*--max-input-tokens 4096"):
+        evaluate(bench, "static", "test_in_repo", "shared-lora", str(tiny), tmp_path / "short",
+                 checkpoint=ckpt, progress=False, generation=GenerationConfig(max_input_tokens=256))
 
 
 def test_per_repo_lora_is_in_repo_only(bench, tiny, tmp_path, capsys):
@@ -116,3 +122,45 @@ def test_full_fine_tuning_changes_every_weight_and_predicts_with_them(method, be
     res = evaluate(bench, "static", "test_cross_repo", method, str(tiny), tmp_path / "run",
                    checkpoint=ckpt, progress=False)
     assert res.scores["n_tasks"] > 0 and res.checkpoint == str(ckpt)
+
+
+def test_target_only_loss_and_gradients_equal_the_full_path(tiny):
+    """The LM head runs only where a target token is predicted: same loss and adapter
+    gradients as the full-logits loss, and the head sees only those rows."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evaluators.training import CompletionCollator, target_losses
+    tok = AutoTokenizer.from_pretrained(tiny)
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                      init_lora_weights=False))
+    examples = [encode_example(tok, f"x = {k}\nassert compute(x) == ", str(k % 4 + 100), 64)
+                for k in range(4)]
+    batch = CompletionCollator(tok.pad_token_id or 0)(examples)
+
+    def full_loss():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        ce = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2),
+                                               batch["labels"][:, 1:], ignore_index=IGNORE,
+                                               reduction="sum")
+        return ce / (batch["labels"][:, 1:] != IGNORE).sum()
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    rows = []
+    hook = model.get_output_embeddings().register_forward_hook(
+        lambda m, i, o: rows.append(i[0].reshape(-1, i[0].shape[-1]).shape[0]))
+    sums, counts = target_losses(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    fast = sums.sum() / counts.sum()
+    hook.remove()
+    assert rows == [int(counts.sum())]          # the head saw the target positions only
+    slow = full_loss()
+    assert torch.allclose(fast, slow, atol=1e-5, rtol=1e-5)
+    g_fast, g_slow = grads(sums.sum() / counts.sum()), grads(full_loss())
+    for name in g_slow:
+        assert torch.allclose(g_fast[name], g_slow[name], atol=1e-5, rtol=1e-4), name
