@@ -1,7 +1,9 @@
 """Knowledge-source labels: where the pieces of a task's target can be found.
 
-A target's *pieces* are its identifiers (Python keywords and builtins left out: they are
-the language, not the repository), the texts of its string literals and its numbers.
+A target's *pieces* are its identifiers (Python's own names left out: keywords, builtins,
+the attributes of builtin types and of the standard modules tests use most: they are the
+language, not the repository), the texts of its string literals and its numbers of two
+digits or more (a single digit is everywhere).
 
 - ``prefix``: every piece occurs in the prompt's prefix (or the target has none);
 - ``repository``: some piece is absent from the prefix, and every such piece occurs in
@@ -31,8 +33,36 @@ _NUMBER = re.compile(r"(?<![\w.])(?:0[xXoObB][0-9a-fA-F_]+|\d[\d_]*(?:\.\d*)?(?:
                      r"|\.\d+(?:[eE][+-]?\d+)?)[jJ]?(?![\w.])")
 _IDENT = re.compile(r"[^\W\d]\w*")
 _WORD = re.compile(r"\w+")
-_LANGUAGE = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins)) \
-    | {"self", "cls"}
+def _language() -> frozenset[str]:
+    """Names a model knows from Python itself: keywords, builtins, the attributes of the
+    builtin types and exceptions, and of the standard modules tests use most (so that
+    ``pickle.loads`` or ``excinfo.value.args`` is not taken for repository knowledge)."""
+    import collections
+    import copy
+    import datetime
+    import functools
+    import io
+    import itertools
+    import json
+    import math
+    import os
+    import pathlib
+    import pickle
+    import re as re_module
+    import sys
+    import time
+    import typing
+    names = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {"self", "cls"}
+    for obj in (str, bytes, int, float, list, dict, set, tuple, object, BaseException, type,
+                collections, copy, datetime, datetime.datetime, functools, io, itertools, json,
+                math, os, os.path, pathlib, pathlib.Path, pickle, re_module, sys, time, typing):
+        names |= set(dir(obj))
+    return frozenset(names)
+
+
+_LANGUAGE = _language()
+# Numbers of one digit are everywhere: they are not evidence of where a value comes from.
+_TRIVIAL_NUMBER = re.compile(r"^-?\d$")
 
 
 @dataclass(frozen=True)
@@ -54,7 +84,7 @@ def pieces(target: str) -> Pieces:
         last = m.end()
     rest.append(target[last:])
     code = " ".join(rest)
-    words = {n for n in _NUMBER.findall(code)}
+    words = {n for n in _NUMBER.findall(code) if not _TRIVIAL_NUMBER.match(n)}
     words |= {w for w in _IDENT.findall(_NUMBER.sub(" ", code)) if w not in _LANGUAGE}
     return Pieces(frozenset(words), frozenset(texts))
 
