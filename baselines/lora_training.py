@@ -25,6 +25,7 @@ class TrainOptions:
     max_seq_len: int = 4096           # = the protocol's input budget (max_input_tokens)
     max_train_tasks_per_repo: int = 0   # 0: all
     save_steps: int = 200
+    top_layers: int = 0                 # adapters on the top K decoder layers only (0: all)
 
     def train_config(self, seed: int) -> "TrainConfig":
         from evaluators.training import TrainConfig
@@ -72,9 +73,12 @@ def train_lora_adapter(model_name: str, device: str, tasks: list[dict], options:
 
     model, tokenizer, _ = load_model(model_name, device)
     model.train()
+    from evaluators.lora.config import top_layers
+    layers = top_layers(model, options.top_layers)
     peft_model = get_peft_model(model, LoraConfig(
         r=options.r, lora_alpha=options.alpha, lora_dropout=0.0,
-        target_modules=list(options.target_modules), task_type="CAUSAL_LM"))
+        target_modules=list(options.target_modules), task_type="CAUSAL_LM",
+        layers_to_transform=list(layers) or None))
     examples = encode_tasks(tokenizer, tasks, options.max_seq_len)
     result = train_causal_lm(peft_model, tokenizer, examples, options.train_config(seed), out_dir,
                              device, title=title, progress=progress)

@@ -7,7 +7,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from evaluators.lora.config import LoraSpec
+from evaluators.lora.config import LoraSpec, top_layers
 from evaluators.lora.model import PerRowLora
 from repopeftbench.errors import UserError
 
@@ -33,7 +33,8 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
     bundle.attach_encoder(context.device, model, tokenizer, progress=context.progress)
     repos = sorted({t["repo_id"] for t in tasks})
 
-    lora = PerRowLora(model, LoraSpec(options.r, options.alpha, tuple(options.target_modules)))
+    lora = PerRowLora(model, LoraSpec(options.r, options.alpha, tuple(options.target_modules),
+                                      top_layers(model, options.top_layers)))
     shapes, layers = module_layout(lora.layers)
     if kind == "static":
         vectors = bundle.snapshot_codes(bench, repos)

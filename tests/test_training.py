@@ -164,3 +164,21 @@ def test_target_only_loss_and_gradients_equal_the_full_path(tiny):
     g_fast, g_slow = grads(sums.sum() / counts.sum()), grads(full_loss())
     for name in g_slow:
         assert torch.allclose(g_fast[name], g_slow[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_top_layers_puts_adapters_on_the_top_layers_only(bench, tiny, tmp_path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    opts = ["max_steps=1", "batch_size=4", "r=2", "alpha=4", "max_train_tasks_per_repo=4",
+            "top_layers=1"]
+    ckpt = train("shared-lora", bench, "static", tmp_path / "ckpt", model=str(tiny), options=opts,
+                 progress=False)
+    keys = load_file(str(ckpt / "adapter" / "adapter_model.safetensors")).keys()
+    n_layers = AutoModelForCausalLM.from_pretrained(tiny).config.num_hidden_layers
+    assert keys and all(f".layers.{n_layers - 1}." in k for k in keys)
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny), ckpt / "adapter")
+    res = evaluate(bench, "static", "test_in_repo", "shared-lora", str(tiny), tmp_path / "run",
+                   checkpoint=ckpt, progress=False, scoring="teacher-forced")
+    assert res.scores["n_tasks"] > 0

@@ -1,6 +1,7 @@
 """Configuration of per-row LoRA: which linear layers carry adapters, rank and scale."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # The publication's targets: every attention and MLP projection (SPEC section 9).
@@ -14,6 +15,8 @@ class LoraSpec:
     r: int = 16
     alpha: float = 32.0
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
+    # decoder layers that carry adapters (PEFT's ``layers_to_transform``); empty: every layer
+    layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.r < 1:
@@ -26,7 +29,12 @@ class LoraSpec:
         return self.alpha / self.r
 
     def matches(self, module_path: str) -> bool:
-        return module_path.rsplit(".", 1)[-1] in self.target_modules
+        if module_path.rsplit(".", 1)[-1] not in self.target_modules:
+            return False
+        if not self.layers:
+            return True
+        index = layer_index(module_path)
+        return index is not None and index in self.layers
 
     @classmethod
     def from_peft_config(cls, config: dict) -> "LoraSpec":
@@ -36,5 +44,26 @@ class LoraSpec:
                              f"only a list of module names is supported")
         if config.get("use_rslora") or config.get("use_dora"):
             raise ValueError("rsLoRA and DoRA adapters are not supported by per-row LoRA")
+        layers = config.get("layers_to_transform") or ()
         return cls(r=int(config["r"]), alpha=float(config["lora_alpha"]),
-                   target_modules=tuple(sorted(targets)))
+                   target_modules=tuple(sorted(targets)),
+                   layers=tuple(sorted([layers] if isinstance(layers, int) else layers)))
+
+
+_LAYER = re.compile(r"\.layers\.(\d+)\.")
+
+
+def layer_index(module_path: str) -> int | None:
+    """The decoder layer a module path belongs to (``model.layers.11.self_attn.q_proj``)."""
+    m = _LAYER.search(module_path)
+    return int(m.group(1)) if m else None
+
+
+def top_layers(model, k: int) -> tuple[int, ...]:
+    """The indexes of the top ``k`` decoder layers of ``model`` (0: every layer, i.e. ())."""
+    if k <= 0:
+        return ()
+    n = int(model.config.num_hidden_layers)
+    if k > n:
+        raise ValueError(f"top_layers={k}, but the model has {n} layers")
+    return tuple(range(n - k, n))

@@ -67,7 +67,7 @@ class LoraAdapter:
 
     def peft_config(self) -> dict:
         return lora_config_dict(self.base_model or "", list(self.spec.target_modules),
-                                self.spec.r, self.spec.alpha)
+                                self.spec.r, self.spec.alpha, layers=self.spec.layers)
 
     def save(self, directory: str | Path) -> Path:
         """Write the adapter in the PEFT layout (loads with ``PeftModel.from_pretrained``)."""

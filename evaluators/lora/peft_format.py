@@ -19,13 +19,15 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 def lora_config_dict(base_model: str, target_modules: list[str], rank: int, alpha: float,
-                     dropout: float = 0.0) -> dict:
-    """An ``adapter_config.json`` for a plain LoRA adapter of a causal LM."""
+                     dropout: float = 0.0, layers: tuple[int, ...] = ()) -> dict:
+    """An ``adapter_config.json`` for a plain LoRA adapter of a causal LM (``layers``: the
+    decoder layers that carry it, PEFT's ``layers_to_transform``; empty: all)."""
     return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model,
             "r": rank, "lora_alpha": alpha, "lora_dropout": dropout, "bias": "none",
             "target_modules": sorted(target_modules), "fan_in_fan_out": False,
             "inference_mode": True, "use_rslora": False, "use_dora": False,
-            "init_lora_weights": True, "modules_to_save": None}
+            "init_lora_weights": True, "modules_to_save": None,
+            "layers_to_transform": sorted(layers) or None}
 
 
 def save_peft_adapter(directory: str | os.PathLike, config: dict,
