@@ -80,8 +80,15 @@ def train_lora_adapter(model_name: str, device: str, tasks: list[dict], options:
         target_modules=list(options.target_modules), task_type="CAUSAL_LM",
         layers_to_transform=list(layers) or None))
     examples = encode_tasks(tokenizer, tasks, options.max_seq_len)
+    cache = None
+    if layers:                       # the frozen layers below the adapters: computed once
+        from evaluators.harness import model_revision
+        from evaluators.lower_cache import LowerLayerCache
+        examples = [{**e, "index": i} for i, e in enumerate(examples)]
+        cache = LowerLayerCache(peft_model, examples, layers[0], model_revision(model_name),
+                                device, progress=progress)
     result = train_causal_lm(peft_model, tokenizer, examples, options.train_config(seed), out_dir,
-                             device, title=title, progress=progress)
+                             device, title=title, progress=progress, lower_cache=cache)
     peft_model.save_pretrained(out_dir / "adapter")
     (out_dir / "train_result.json").write_text(json.dumps(
         {**result.to_dict(), "n_tasks": len(tasks), "options": asdict(options)}, indent=2))

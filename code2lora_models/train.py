@@ -68,6 +68,15 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
     for example, row in zip(examples, rows):
         example["row"] = row
     net = HyperLM(model, lora, hyper, codes, options.contrastive, options.margin)
+    layers = top_layers(model, options.top_layers)
+    if layers:                   # the frozen layers below the adapters: computed once
+        from evaluators.lower_cache import LowerLayerCache
+        lora.clear()
+        for i, example in enumerate(examples):
+            example["index"] = i
+        net.lower_cache = LowerLayerCache(model, examples, layers[0],
+                                          model_revision(context.model_name), context.device,
+                                          progress=context.progress)
     out = context.artifacts("hypernetwork_training")
     result = train_causal_lm(net, tokenizer, examples, options.train_config(context.seed), out,
                              context.device, title=title, trainer_cls=HyperTrainer,

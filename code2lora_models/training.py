@@ -72,6 +72,7 @@ class HyperLM(nn.Module):
         super().__init__()
         self.lm, self.lora, self.hyper, self.codes = lm, lora, hyper, codes
         self.contrastive, self.margin = contrastive, margin
+        self.lower_cache = None      # a LowerLayerCache (top_layers): run the layers above it
         for p in lm.parameters():
             p.requires_grad_(False)
 
@@ -81,11 +82,16 @@ class HyperLM(nn.Module):
         first = next(iter(A.values()))
         self.lora.set_batch(A, B, self.hyper.scale(first.shape[0], first))
 
-    def forward(self, input_ids, attention_mask, labels, row):
+    def forward(self, input_ids, attention_mask, labels, row, index=None):
         z = self.codes(row)                                                # (n, d)
         factors = self.hyper(z)                                            # path -> (A, B)
         self._set_factors(factors)
-        own, count = target_losses(self.lm, input_ids, attention_mask, labels)   # (n,), (n,)
+        hidden, start = None, 0
+        if self.lower_cache is not None and index is not None:
+            ref = next(self.lm.parameters())
+            hidden = self.lower_cache.batch(index, input_ids.shape[1], ref.dtype, ref.device)
+            start = self.lower_cache.start
+        own, count = target_losses(self.lm, input_ids, attention_mask, labels, hidden, start)
         loss = own.sum() / count.sum().clamp(min=1)
         other_row = _other_rows(row)
         if self.contrastive > 0 and other_row is not None:
@@ -93,7 +99,7 @@ class HyperLM(nn.Module):
             # the own adapter, never by making the other one worse
             self._set_factors({p: (a.detach(), b.detach()) for p, (a, b) in factors.items()},
                               other_row)
-            other, _ = target_losses(self.lm, input_ids, attention_mask, labels)
+            other, _ = target_losses(self.lm, input_ids, attention_mask, labels, hidden, start)
             per_tok = count.clamp(min=1)
             hinge = torch.relu(self.margin + own / per_tok - other / per_tok)
             loss = loss + self.contrastive * hinge.mean()

@@ -86,23 +86,31 @@ class CompletionCollator:
         return out
 
 
+def _accepts_logits_to_keep(lm) -> bool:
+    inner = lm.get_base_model() if hasattr(lm, "get_base_model") else lm     # PEFT passes it on
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
 def target_losses(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  labels: torch.Tensor, hidden: torch.Tensor | None = None,
+                  start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed cross-entropy, token count) per row over the labelled tokens (target + EOS),
     the LM head evaluated only where a labelled token is predicted: a vocabulary-wide
-    projection at every prompt position is most of the head's cost and none of the loss."""
+    projection at every prompt position is most of the head's cost and none of the loss.
+    With ``hidden`` (the inputs of decoder layer ``start``, from a ``LowerLayerCache``),
+    only the layers from ``start`` up run."""
     need = labels[:, 1:] != IGNORE                                    # (n, t-1): predicts a label
     where = torch.zeros_like(labels, dtype=torch.bool)
     where[:, :-1] = need
-    inner = lm.get_base_model() if hasattr(lm, "get_base_model") else lm     # PEFT passes it on
-    if "logits_to_keep" in inspect.signature(inner.forward).parameters:
-        logits = lm(input_ids=input_ids, attention_mask=attention_mask,
-                    logits_to_keep=where).logits                      # (k, V), k = where.sum()
+    keep = {"logits_to_keep": where} if _accepts_logits_to_keep(lm) else {}
+    if hidden is not None:
+        from .lower_cache import top_forward
+        logits = top_forward(lm, hidden, attention_mask, start, **keep).logits
     else:
-        logits = lm(input_ids=input_ids, attention_mask=attention_mask).logits
+        logits = lm(input_ids=input_ids, attention_mask=attention_mask, **keep).logits
     if logits.dim() == 3 and logits.shape[:2] == labels.shape:        # every position came back
         logits = logits[where]
-    logits = logits.reshape(-1, logits.shape[-1])
+    logits = logits.reshape(-1, logits.shape[-1])                     # (k, V), k = where.sum()
     targets = labels[:, 1:][need]                                     # (k,)
     ce = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
     rows = where.nonzero()[:, 0]
@@ -117,9 +125,17 @@ def _target_only_trainer():
     from transformers import Trainer
 
     class TargetOnlyTrainer(Trainer):
+        lower_cache = None          # a LowerLayerCache: run only the layers above it
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            hidden, start = None, 0
+            if self.lower_cache is not None:
+                ref = next(p for p in model.parameters())
+                hidden = self.lower_cache.batch(inputs["index"], inputs["input_ids"].shape[1],
+                                                dtype=ref.dtype, device=ref.device)
+                start = self.lower_cache.start
             sums, counts = target_losses(model, inputs["input_ids"], inputs["attention_mask"],
-                                         inputs["labels"])
+                                         inputs["labels"], hidden, start)
             total = num_items_in_batch if num_items_in_batch is not None else counts.sum()
             loss = sums.sum() / torch.as_tensor(total, device=sums.device).clamp(min=1)
             return (loss, {"loss": loss}) if return_outputs else loss
@@ -181,9 +197,11 @@ def plot_loss(curve: list[dict], path: Path, title: str) -> None:
 
 def train_causal_lm(model, tokenizer, examples: list[dict], config: TrainConfig, out_dir: Path,
                     device: str = "cpu", title: str = "training", trainer_cls=None,
-                    progress: bool = True) -> TrainResult:
+                    progress: bool = True, lower_cache=None) -> TrainResult:
     """Train ``model`` (its trainable parameters: LoRA or all) on encoded examples with the
-    transformers ``Trainer``; resumes from the last checkpoint in ``out_dir``."""
+    transformers ``Trainer``; resumes from the last checkpoint in ``out_dir``. With
+    ``lower_cache`` (a ``LowerLayerCache`` of these examples, which then carry their
+    ``index``), only the layers above the cached ones run."""
     from transformers import TrainingArguments, set_seed
 
     if not examples:
@@ -213,7 +231,10 @@ def train_causal_lm(model, tokenizer, examples: list[dict], config: TrainConfig,
     if resume is not None and (Path(resume) / ELAPSED_FILE).exists():
         before = float(json.loads((Path(resume) / ELAPSED_FILE).read_text())["wall_time_s"])
     t0 = time.time()
-    trainer = (trainer_cls or _target_only_trainer())(model=model, args=args, train_dataset=examples,
+    cls = trainer_cls or _target_only_trainer()
+    if lower_cache is not None:
+        cls = type(cls.__name__, (cls,), {"lower_cache": lower_cache})
+    trainer = cls(model=model, args=args, train_dataset=examples,
                                        data_collator=CompletionCollator(pad),
                                        callbacks=[_elapsed_callback(t0, before)])
     out = trainer.train(resume_from_checkpoint=resume)

@@ -168,6 +168,24 @@ def test_static_trains_and_evaluates_with_the_audit(world, static_ckpt, tmp_path
     assert "Adapter audit" in board and "own - mean" in board
 
 
+def test_static_on_the_top_layer_trains_from_cached_lower_layers(world, tmp_path):
+    """top_layers=1: adapters on the top layer only, training from the cached inputs of that
+    layer; the teacher-forced audit pairs own with the leave-one-out mean."""
+    from safetensors.torch import load_file
+    root, bench, tiny = world
+    ckpt = train("code2lora-static", bench, "static", tmp_path / "ckpt", model=str(tiny),
+                 options=OPTS + ["top_layers=1"], progress=False)
+    res = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / "tf",
+                   checkpoint=ckpt, progress=False, scoring="teacher-forced")
+    assert set(res.audit) >= {"own", "mean", "shuffled", "own_minus_mean",
+                              "own_minus_mean_tf_logprob"}
+    assert res.audit["metric"] == "tf_em" and "mde" in res.audit["own_minus_mean"]
+    out = tmp_path / "adapter"
+    assert main(["adapt", str(root / "alpha"), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    keys = list(load_file(str(out / "adapter_model.safetensors")))
+    assert keys and all(".layers.1." in k for k in keys)      # the tiny model has 2 layers
+
+
 def test_specialisation_benchmark_runs_on_a_checkpoint(world, static_ckpt):
     import subprocess
     import sys

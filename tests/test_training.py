@@ -182,3 +182,42 @@ def test_top_layers_puts_adapters_on_the_top_layers_only(bench, tiny, tmp_path):
     res = evaluate(bench, "static", "test_in_repo", "shared-lora", str(tiny), tmp_path / "run",
                    checkpoint=ckpt, progress=False, scoring="teacher-forced")
     assert res.scores["n_tasks"] > 0
+
+
+def test_cached_lower_layers_give_the_loss_and_gradients_of_the_full_model(tiny, tmp_path):
+    """top_layers: the inputs of the first adapted layer are cached once; training runs
+    the layers above only, with the same loss and adapter gradients."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evaluators.lower_cache import LowerLayerCache
+    from evaluators.training import CompletionCollator, target_losses
+    tok = AutoTokenizer.from_pretrained(tiny)
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny)
+    top = base.config.num_hidden_layers - 1
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj",
+                                                                               "down_proj"],
+                                            layers_to_transform=[top], init_lora_weights=False))
+    examples = [{**encode_example(tok, f"x = {k}\n" * (k + 1) + "assert compute(x) == ",
+                                  str(k % 4 + 100), 64), "index": k} for k in range(4)]
+    cache = LowerLayerCache(model, examples, top, "test", directory=tmp_path)
+    again = LowerLayerCache(model, examples, top, "test", directory=tmp_path)   # reused
+    assert again.path == cache.path and len(list(tmp_path.iterdir())) == 1
+    batch = CompletionCollator(tok.pad_token_id or 0)(examples)
+
+    def run(cached: bool):
+        model.zero_grad()
+        hidden = cache.batch(batch["index"], batch["input_ids"].shape[1]) if cached else None
+        sums, counts = target_losses(model, batch["input_ids"], batch["attention_mask"],
+                                     batch["labels"], hidden, top)
+        loss = sums.sum() / counts.sum()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                               if p.requires_grad}
+
+    fast, g_fast = run(True)
+    slow, g_slow = run(False)
+    assert torch.allclose(fast, slow, atol=1e-5, rtol=1e-5)
+    for name in g_slow:
+        assert torch.allclose(g_fast[name], g_slow[name], atol=1e-5, rtol=1e-4), name
