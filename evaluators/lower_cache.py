@@ -72,6 +72,8 @@ def top_forward(model, hidden: torch.Tensor, attention_mask: torch.Tensor, start
 class LowerLayerCache:
     """The inputs of layer ``start`` for ``examples`` (lists of token ids), on disk."""
 
+    BATCH = 8                    # examples per forward pass while the cache is built
+
     def __init__(self, model, examples: list[dict], start: int, revision: str,
                  device: str = "cpu", directory: Path | None = None, progress: bool = False):
         self.start = start
@@ -96,12 +98,26 @@ class LowerLayerCache:
         out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(int(self.offsets[-1]), width))
         was_training = model.training
         model.eval()
+        # examples of similar length together, right-padded: with causal attention a real
+        # token never sees the padding after it
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
+        bar = tqdm(total=len(examples), desc="caching the lower layers", unit="example",
+                   disable=not progress, leave=False)
         try:
-            for i, e in enumerate(tqdm(examples, desc="caching the lower layers", unit="example",
-                                       disable=not progress, leave=False)):
-                ids = torch.tensor([e["input_ids"]], device=device)
-                states = layer_inputs(model, ids, torch.ones_like(ids), self.start)
-                out[self.offsets[i]:self.offsets[i + 1]] = states[0].float().cpu().numpy()
+            for at in range(0, len(order), self.BATCH):
+                idx = order[at:at + self.BATCH]
+                width = max(len(examples[i]["input_ids"]) for i in idx)
+                ids = torch.zeros((len(idx), width), dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for r, i in enumerate(idx):
+                    n = len(examples[i]["input_ids"])
+                    ids[r, :n] = torch.tensor(examples[i]["input_ids"])
+                    mask[r, :n] = 1
+                states = layer_inputs(model, ids.to(device), mask.to(device), self.start)
+                for r, i in enumerate(idx):
+                    n = int(self.offsets[i + 1] - self.offsets[i])
+                    out[self.offsets[i]:self.offsets[i + 1]] = states[r, :n].float().cpu().numpy()
+                bar.update(len(idx))
             out.flush()
             del out
             publish(tmp, self.path)
@@ -109,6 +125,7 @@ class LowerLayerCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         finally:
+            bar.close()
             model.train(was_training)
 
     def batch(self, index: torch.Tensor, width: int, dtype=torch.float32, device="cpu") -> torch.Tensor:
