@@ -15,8 +15,8 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 import platform
+import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -27,7 +27,7 @@ from repopeftbench.errors import UserError
 from repopeftbench.io import (canonical_json, read_json_file, sha256_file, sha256_text, write_json,
                               write_jsonl)
 from repopeftbench.metrics import clean_prediction
-from repopeftbench.results import DatasetRef, ModelRef, Results
+from repopeftbench.results import DatasetRef, ModelRef, Results, headline_metric
 
 from .backends.base import GenerationConfig, Request
 from .models import ALIASES, cache_root
@@ -353,26 +353,21 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
         ensure_ready()
         info = obj.audit_info()
         write_json(info_path, info)
-    audit: dict = {"metric": headline(scoring)}
+    audit: dict = {"metric": headline_metric(scoring)}
     for mode in modes:
         summary = summarise(scored[mode], n_boot=n_boot)["metrics"]
-        main = summary[headline(scoring)]
+        main = summary[headline_metric(scoring)]
         audit[mode] = {k: main[k] for k in ("micro", "micro_ci", "macro", "macro_ci")}
         if scoring == "teacher-forced":
             audit[mode]["metrics"] = summary
     for mode in modes[1:]:
         audit[f"{modes[0]}_minus_{mode}"] = paired_comparison(scored[mode], scored[modes[0]],
-                                                              metric=headline(scoring), n_boot=n_boot)
+                                                              metric=headline_metric(scoring), n_boot=n_boot)
         if scoring == "teacher-forced":
             audit[f"{modes[0]}_minus_{mode}_tf_logprob"] = paired_comparison(
                 scored[mode], scored[modes[0]], metric="tf_logprob", n_boot=n_boot)
     audit.update(info)
     return audit
-
-
-def headline(scoring: str) -> str:
-    """The metric a run is ranked by: em, or tf_em for teacher-forced runs."""
-    return "tf_em" if scoring == "teacher-forced" else "em"
 
 
 def _predict_all(obj: Method, by_repo: dict[str, list[dict]], cached: dict[str, dict],

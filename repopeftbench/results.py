@@ -20,6 +20,11 @@ from typing import Any
 from .io import write_json
 
 RESULTS_FILE = "results.json"
+
+
+def headline_metric(scoring: str) -> str:
+    """The metric a run is ranked by: em, or tf_em for a teacher-forced run."""
+    return "tf_em" if scoring == "teacher-forced" else "em"
 RESULTS_VERSION = "2"
 
 
@@ -62,7 +67,7 @@ class Results:
     @property
     def headline(self) -> str:
         """The metric the run is ranked by."""
-        return "tf_em" if self.scoring == "teacher-forced" else "em"
+        return headline_metric(self.scoring)
 
     @property
     def method_name(self) -> str:

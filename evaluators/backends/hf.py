@@ -31,7 +31,7 @@ from repopeftbench.metrics import FIM_TOKENS
 
 from .base import (Adapter, AdapterWeights, GenerationBackend, GenerationConfig, Request,
                    TFScore, adapter_key, encode_prompt)
-from .kv_cache import crop as _crop
+from .sharing import adapter_groups, common_prefix_len as _common_prefix_len, crop as _crop
 
 
 class HFGenerator:
@@ -182,10 +182,7 @@ class HFGenerator:
         every weight, whatever the tokens it computes), and each shared prefix is computed
         once, in one long forward pass rather than piecemeal.
         """
-        first: dict[int, int] = {}     # adapter object -> order of first appearance
-        group = [first.setdefault(id(adapters[i]), len(first) + 1)
-                 if adapters is not None and adapters[i] is not None else 0
-                 for i in range(len(encoded))]
+        group = adapter_groups(adapters, len(encoded))
         order = sorted(range(len(encoded)), key=lambda i: (group[i], encoded[i], i))
         model = model if model is not None else self.model
         max_tail = max(1, self.config.max_tail_tokens)
@@ -270,11 +267,6 @@ class HFGenerator:
         out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                     use_cache=True, **{self._cache_arg: cache}, **self._last_logits)
         return self._decode(model, cache, mask, positions[:, -1] + 1, out.logits[:, -1, :], lora)
-
-
-def _common_prefix_len(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    return next((k for k in range(n) if a[k] != b[k]), n)
 
 
 def _runs_of(order: list[int], encoded: list[list[int]], group: list[int],

@@ -16,7 +16,7 @@ import torch
 from transformers import DynamicCache
 
 from .base import TFScore, is_clean_stop
-from .kv_cache import crop as _crop
+from .sharing import adapter_groups, common_prefix_len, crop as _crop
 
 
 def clean_stop_mask(tokenizer, vocab_size: int, device) -> torch.Tensor:
@@ -42,11 +42,6 @@ def _runs(order: list[int], seqs: list[list[int]], group: list[int]) -> list[lis
     return runs
 
 
-def _common(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    return next((k for k in range(n) if a[k] != b[k]), n)
-
-
 @torch.inference_mode()
 def score_sequences(generator, prompts: list[list[int]], targets: list[list[int]],
                     adapters: list | None = None, lora=None, bar=None, on_result=None
@@ -54,12 +49,10 @@ def score_sequences(generator, prompts: list[list[int]], targets: list[list[int]
     """Teacher-forced scores of ``targets[i]`` after ``prompts[i]`` (token ids), in order."""
     model, device, cfg = generator.model, generator.device, generator.config
     seqs = [p + t for p, t in zip(prompts, targets)]
-    first: dict[int, int] = {}
-    group = [first.setdefault(id(adapters[i]), len(first) + 1)
-             if adapters is not None and adapters[i] is not None else 0 for i in range(len(seqs))]
+    group = adapter_groups(adapters, len(seqs))
     order = sorted(range(len(seqs)), key=lambda i: (group[i], seqs[i], i))
     vocab = model.get_output_embeddings().weight.shape[0]
-    stops = generator.__dict__.get("_clean_stops")
+    stops = getattr(generator, "_clean_stops", None)
     if stops is None:
         stops = generator._clean_stops = clean_stop_mask(generator.tokenizer, vocab, device)
     banned = torch.tensor([b[0] for b in generator.banned if b[0] < vocab], dtype=torch.long,
@@ -71,7 +64,7 @@ def score_sequences(generator, prompts: list[list[int]], targets: list[list[int]
         start = min(len(prompts[i]) - 1 for i in run)     # the first position any member needs
         shared = 0
         if cache is not None and group[run[-1]] == cached_group:
-            shared = min(_common(cached, ids), start)
+            shared = min(common_prefix_len(cached, ids), start)
         if shared < cfg.min_shared_tokens:
             shared, cache = 0, DynamicCache()
         else:
