@@ -8,9 +8,9 @@ shuffled and no adapter, on the same tasks.
 Exact match on a few hundred tasks moves in steps of several points; teacher-forced
 scores (``repopeftbench evaluate --scoring teacher-forced``) are one forward pass per task
 and ``tf_logprob`` a finer signal of the same question. The Code2LoRA run carries the
-audit (each task with its item's own adapter, the mean of every other item's adapter, and
-another item's adapter); the base model (``pretrained``) on the same tasks is the "none"
-row. Prints tf_em and tf_logprob per adapter and the paired differences (own minus each
+audit (each task with its item's own adapter, the mean of every other item's adapter,
+another item's adapter, and none: the base model), the four scored together, the lower
+layers shared when the adapters sit on the top layers only. Prints tf_em and tf_logprob per adapter and the paired differences (own minus each
 replacement: positive means the own adapter fits its repository better) with 95% CIs over
 repositories and the smallest difference each could detect. Last line:
 ``own-vs-mean X.XXXX [lo, hi]`` in nats per target token.
@@ -48,25 +48,24 @@ def main() -> None:
                   scoring="teacher-forced")
     c2l = evaluate(args.dataset, args.config, args.split, record["method"], model, out / "c2l",
                    checkpoint=args.checkpoint, **common)
-    evaluate(args.dataset, args.config, args.split, "pretrained", model, out / "none", **common)
     audit = c2l.audit or {}
     print(f"{c2l.scores['n_tasks']} tasks of {args.config}/{args.split}, {c2l.scores['n_repos']} "
-          f"repositories, {record['method']} checkpoint {args.checkpoint}, inputs of {budget} tokens")
-    for mode in ("own", "mean", "shuffled"):
+          f"repositories, {record['method']} checkpoint {args.checkpoint}, inputs of {budget} "
+          f"tokens, scored in {c2l.wall_time_s:.0f} s")
+    modes = [m for m in ("own", "mean", "shuffled", "none") if m in audit]
+    for mode in modes:
         m = audit[mode]["metrics"]
         print(f"{mode:9s} adapter: tf_em {m['tf_em']['micro']:.1f}%, tf_logprob "
               f"{m['tf_logprob']['micro']:.4f}")
-    own = read_scored(out / "c2l", args.dataset)
-    none = read_scored(out / "none", args.dataset)
-    base = paired_comparison(none, own, metric="tf_logprob")
-    m = {s.task_id: s for s in none}
-    print(f"none      adapter: tf_em {100 * sum(x.scores['tf_em'] for x in m.values()) / len(m):.1f}%, "
-          f"tf_logprob {sum(x.scores['tf_logprob'] for x in m.values()) / len(m):.4f}")
-    rows = [("none", base)] + [(mode, audit[f"own_minus_{mode}_tf_logprob"]) for mode in ("shuffled", "mean")]
-    for mode, d in rows:
-        print(f"own-vs-{mode} {d['delta']:.4f} [{d['ci'][0]:.4f}, {d['ci'][1]:.4f}]  (tf_logprob "
-              f"with the own adapter minus with the {mode} one, nats per target token; "
-              f"detectable {d['mde']:.4f})")
+    for mode in reversed(modes[1:]):
+        for metric, key, digits in (("tf_em", f"own_minus_{mode}", 2),
+                                    ("tf_logprob", f"own_minus_{mode}_tf_logprob", 4)):
+            d = audit[key]
+            print(f"own-vs-{mode} {metric} {d['delta']:.{digits}f} [{d['ci'][0]:.{digits}f}, "
+                  f"{d['ci'][1]:.{digits}f}]  (own adapter minus the {mode} one; detectable "
+                  f"{d['mde']:.{digits}f})")
+    d = audit["own_minus_mean_tf_logprob"]
+    print(f"own-vs-mean {d['delta']:.4f} [{d['ci'][0]:.4f}, {d['ci'][1]:.4f}]")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ many repositories mixed in one batch.
 
 Both carry the audit of SPEC section 9: the harness scores the same tasks with each row's
 own adapter, with the mean adapter (leave-one-out: for each item, the mean weight update
-of every other evaluated repository or commit) and with a shuffled one (the item half-way round the
-sorted list: another repository's adapter, or for Evo mostly another repository's
-commit), and the results record the raw pairwise cosine of the generated adapters.
+of every other evaluated repository or commit), with a shuffled one (the item half-way
+round the sorted list: another repository's adapter, or for Evo mostly another
+repository's commit) and with none (the base model), and the results record the raw
+pairwise cosine of the generated adapters.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ Key = Any   # an item: a repository id (Static) or (repository id, commit index)
 class _Code2LoRA(Method):
     Options = Code2LoRAOptions
     trainable = True
-    audit_modes: ClassVar[tuple[str, ...]] = ("own", "mean", "shuffled")
+    audit_modes: ClassVar[tuple[str, ...]] = ("own", "mean", "shuffled", "none")
     # "mean" is the mean weight update since 2 (was the mean of the factors); the audit
     # info has the update cosines since 2
     # "mean" leaves the item's own adapter out since 3 (it held 1/n of it before)
@@ -121,6 +122,8 @@ class _Code2LoRA(Method):
     def predict(self, repo_id: str, tasks: list[dict]) -> list[Request]:
         import torch
         wanted = [self.item(t) for t in tasks]
+        if self.mode == "none":                    # the base model: what any adapter adds
+            return [Request(t["prefix"]) for t in tasks]
         if self.mode == "mean":
             return [Request(t["prefix"], self._mean_without(k)) for t, k in zip(tasks, wanted)]
         source = {k: (self._partner[k] if self.mode == "shuffled" else k) for k in set(wanted)}

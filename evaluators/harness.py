@@ -261,20 +261,26 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
             obj.setup(bench, config)
             obj.prepare(tasks)
 
-    def predict_missing(cache_file: Path, have: dict[str, dict], mode: str | None) -> int:
+    def predict_missing(sinks: list[Sink]) -> int:
+        """Predict (or score) every task some sink lacks, for every sink at once."""
         by_repo: dict[str, list[dict]] = {}
         for t in tasks:
-            if t["task_id"] not in have:
+            if any(t["task_id"] not in have for _, _, have in sinks):
                 by_repo.setdefault(t["repo_id"], []).append(t)
         if by_repo:
             ensure_ready()
-            if mode is not None:
-                obj.set_audit_mode(mode)
-            _predict_all(obj, by_repo, have, cache_file, method if mode is None else f"{method} [{mode}]",
-                         scoring)
+            mode = sinks[0][0]
+            label = method if mode is None else f"{method} [{'+'.join(str(m) for m, _, _ in sinks)}]"
+            _predict_all(obj, by_repo, sinks, label, scoring)
         return sum(len(v) for v in by_repo.values())
 
-    n_new = predict_missing(cache_path, cached, None)
+    auditing = bool(type(obj).audit_modes) and getattr(obj.options, "audit", True)
+    sinks: list[Sink] = [(None, cache_path, cached)]
+    if auditing and scoring == "teacher-forced":
+        # every audit configuration of a task scored in one pass (lower layers shared)
+        sinks = [(m, path, _read_cache(path) if i else cached)
+                 for i, (m, path) in enumerate(_audit_caches(obj, tasks, cache_path, run_key))]
+    n_new = predict_missing(sinks)
     used_ckpt = ready[0] if ready else ckpt_path
     audit = _audit(obj, tasks, cache_path, run_key, out, predict_missing, ensure_ready, n_boot,
                    scoring) if type(obj).audit_modes and getattr(obj.options, "audit", True) else None
@@ -321,21 +327,37 @@ def score_records(tasks: list[dict], records: dict[str, dict], scoring: str) -> 
     return score_tasks(tasks, {t["task_id"]: records[t["task_id"]]["prediction"] for t in tasks})
 
 
+Sink = tuple  # (audit mode or None, cache file, its records by task id): where results go
+
+
+def _task_set(tasks: list[dict]) -> str:
+    return sha256_text("\n".join(sorted(t["task_id"] for t in tasks)))[:12]
+
+
+def _audit_caches(obj: Method, tasks: list[dict], cache_path: Path, run_key: str
+                  ) -> list[tuple[str, Path]]:
+    """Each audit mode and its cache file: the run's own for the first mode; for the others
+    one per task set, since a replacement adapter (the mean, a shuffle) depends on every
+    item of the task set."""
+    modes = type(obj).audit_modes
+    task_set = _task_set(tasks)
+    return [(mode, cache_path if i == 0 else cache_path.with_name(
+        f"{run_key}-{mode}{type(obj).audit_revision.get(mode, '')}-{task_set}.jsonl"))
+        for i, mode in enumerate(modes)]
+
+
 def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: Path,
            predict_missing, ensure_ready, n_boot: int, scoring: str = "generate") -> dict:
     """Score the same tasks with every audit mode's adapters (e.g. own, mean, shuffled):
     em micro and macro with repository-bootstrap CIs, the paired difference of the own
     adapter over each replacement, and the method's extra figures (adapter cosines)."""
     modes = type(obj).audit_modes
-    # a replacement adapter (the mean, a shuffle) depends on every item of the task set
-    task_set = sha256_text("\n".join(sorted(t["task_id"] for t in tasks)))[:12]
+    task_set = _task_set(tasks)
     scored = {}
-    for i, mode in enumerate(modes):
-        rev = type(obj).audit_revision.get(mode, "")
-        path = cache_path if i == 0 else cache_path.with_name(f"{run_key}-{mode}{rev}-{task_set}.jsonl")
+    for i, (mode, path) in enumerate(_audit_caches(obj, tasks, cache_path, run_key)):
         have = _read_cache(path)
         if i > 0:
-            predict_missing(path, have, mode)
+            predict_missing([(mode, path, have)])
             if scoring == "generate":
                 write_jsonl(out / f"predictions-{mode}.jsonl",
                             [{"mode": mode}] + [have[t["task_id"]] for t in tasks])
@@ -370,63 +392,80 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
     return audit
 
 
-def _predict_all(obj: Method, by_repo: dict[str, list[dict]], cached: dict[str, dict],
-                 cache_path: Path, method: str, scoring: str = "generate") -> None:
-    """Ask the method for every repository's predictions; generate pending requests in
-    chunks that mix repositories; append each finished prediction to the cache."""
-    pending: list[tuple[dict, Request]] = []
-    with _open_cache_for_append(cache_path) as cache:
-        def record(task: dict, raw: str) -> None:
+def _predict_all(obj: Method, by_repo: dict[str, list[dict]], sinks: list[Sink], method: str,
+                 scoring: str = "generate") -> None:
+    """Ask the method for every repository's predictions, under each sink's audit mode;
+    generate (or score) pending requests in chunks that mix repositories, every sink's
+    request of a task together; append each finished result to its sink's cache."""
+    if scoring == "generate" and len(sinks) != 1:
+        raise ValueError("generation predicts one audit mode at a time")
+    pending: list[tuple[dict, list[Request]]] = []
+    files = [_open_cache_for_append(path) for _, path, _ in sinks]
+    try:
+        def write(c: int, rec: dict) -> None:
             """Each finished task goes to the cache at once: an interruption loses at
             most the rows being decoded."""
-            rec = {"task_id": task["task_id"], "raw": raw,
-                   "prediction": clean_prediction(raw, task["target"])}
-            write(rec)
+            have = sinks[c][2]
+            if rec["task_id"] in have and len(sinks) > 1:
+                return                         # scored again only with the other modes
+            have[rec["task_id"]] = rec
+            files[c].write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
+            files[c].flush()
 
-        def write(rec: dict) -> None:
-            cached[rec["task_id"]] = rec
-            cache.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
-            cache.flush()
+        def record(c: int, task: dict, raw: str) -> None:
+            write(c, {"task_id": task["task_id"], "raw": raw,
+                      "prediction": clean_prediction(raw, task["target"])})
 
-        def record_tf(task: dict, score) -> None:
-            write({"task_id": task["task_id"], "tf": score.metrics(), "n_target_tokens": score.n_tokens})
+        def record_tf(c: int, task: dict, score) -> None:
+            write(c, {"task_id": task["task_id"], "tf": score.metrics(),
+                      "n_target_tokens": score.n_tokens})
 
         def flush() -> None:
             if pending and scoring == "teacher-forced":
-                obj.context.backend().score_targets(
-                    [r for _, r in pending], [t["target"] for t, _ in pending],
-                    desc=f"{method}: teacher-forced",
-                    on_result=lambda i, sc: record_tf(pending[i][0], sc))
-                pending.clear()
+                obj.context.backend().score_configurations(
+                    [[reqs[c] for _, reqs in pending] for c in range(len(sinks))],
+                    [t["target"] for t, _ in pending], desc=f"{method}: teacher-forced",
+                    on_result=lambda c, i, sc: record_tf(c, pending[i][0], sc))
             elif pending:
-                obj.context.backend().generate([r for _, r in pending],
+                obj.context.backend().generate([reqs[0] for _, reqs in pending],
                                                desc=f"{method}: generating",
-                                               on_result=lambda i, raw: record(pending[i][0], raw))
-                pending.clear()
-            cache.flush()
-            os.fsync(cache.fileno())
+                                               on_result=lambda i, raw: record(0, pending[i][0], raw))
+            pending.clear()
+            for fh in files:
+                fh.flush()
+                os.fsync(fh.fileno())
 
         for repo_id in sorted(by_repo):
             group = by_repo[repo_id]
-            outs = obj.predict(repo_id, group)
-            if len(outs) != len(group):
-                raise RuntimeError(f"method {method!r} returned {len(outs)} predictions for "
-                                   f"{len(group)} tasks of {repo_id}")
-            for task, item in zip(group, outs):
-                if isinstance(item, Request):
-                    pending.append((task, item))
-                elif isinstance(item, str) and scoring == "teacher-forced":
-                    raise UserError(f"method {method!r} answered task {task['task_id']} with a "
-                                    f"string, not a model request: teacher-forced scoring "
-                                    f"needs requests (use --scoring generate)")
-                elif isinstance(item, str):
-                    record(task, item)
+            answers = []
+            for mode, _, _ in sinks:
+                if mode is not None:
+                    obj.set_audit_mode(mode)
+                outs = obj.predict(repo_id, group)
+                if len(outs) != len(group):
+                    raise RuntimeError(f"method {method!r} returned {len(outs)} predictions for "
+                                       f"{len(group)} tasks of {repo_id}")
+                answers.append(outs)
+            for k, task in enumerate(group):
+                items = [outs[k] for outs in answers]
+                for item in items:
+                    if isinstance(item, str) and scoring == "teacher-forced":
+                        raise UserError(f"method {method!r} answered task {task['task_id']} with "
+                                        f"a string, not a model request: teacher-forced scoring "
+                                        f"needs requests (use --scoring generate)")
+                    if not isinstance(item, (str, Request)):
+                        raise TypeError(f"method {method!r} returned {type(item).__name__} for "
+                                        f"task {task['task_id']}; expected str or Request")
+                if isinstance(items[0], str):
+                    record(0, task, items[0])
                 else:
-                    raise TypeError(f"method {method!r} returned {type(item).__name__} for task "
-                                    f"{task['task_id']}; expected str or Request")
+                    pending.append((task, items))
             if len(pending) >= GENERATE_CHUNK:
                 flush()
         flush()
+    finally:
+        for fh in files:
+            fh.close()
 
 
 def score_predictions(dataset_dir: str | Path, config: str, split: str, predictions: str | Path,

@@ -10,6 +10,9 @@ from repopeftbench.results import RESULTS_FILE, Results
 COLUMNS = ("em", "paper_em", "strict_em", "edit_sim")
 
 
+AUDIT_MODES = ("own", "mean", "shuffled", "none")   # audit columns (a missing one shows "-")
+
+
 def collect(runs_dir: str | Path) -> list[dict]:
     """One entry per results.json under ``runs_dir`` (sorted by path for stable output)."""
     runs_dir = Path(runs_dir)
@@ -109,9 +112,9 @@ def to_markdown(entries: list[dict]) -> str:
         if audited:
             parts.append("Adapter audit (em %, micro with 95% CI; own minus mean is paired):\n\n"
                          + markdown_table(
-                ["method", "own adapter", "mean adapter", "shuffled adapter", "own - mean",
-                 "raw cosine", "centred cosine", "update cosine"],
-                [[e["method"], *(_with_ci(e["audit"].get(k)) for k in ("own", "mean", "shuffled")),
+                ["method", "own adapter", "mean adapter", "shuffled adapter", "no adapter",
+                 "own - mean", "raw cosine", "centred cosine", "update cosine"],
+                [[e["method"], *(_with_ci(e["audit"].get(k)) for k in AUDIT_MODES),
                   _diff(e["audit"].get("own_minus_mean")),
                   f"{e['audit'].get('cosine', {}).get('mean', float('nan')):.4f}",
                   f"{e['audit'].get('cosine', {}).get('centred_mean', float('nan')):.4f}",
@@ -139,9 +142,10 @@ def to_markdown(entries: list[dict]) -> str:
         if audited:
             parts.append("Adapter audit, teacher-forced (tf_em %; own minus mean is paired):\n\n"
                          + markdown_table(
-                ["method", "own adapter", "mean adapter", "shuffled adapter", "own - mean (tf_em)",
+                ["method", "own adapter", "mean adapter", "shuffled adapter", "no adapter",
+                 "own - mean (tf_em)",
                  "own - mean (tf_logprob)"],
-                [[e["method"], *(_with_ci(e["audit"].get(k)) for k in ("own", "mean", "shuffled")),
+                [[e["method"], *(_with_ci(e["audit"].get(k)) for k in AUDIT_MODES),
                   _diff(e["audit"].get("own_minus_mean")),
                   _diff(e["audit"].get("own_minus_mean_tf_logprob"), 3)] for e in audited]))
     sanity = [e for e in entries if e["method"] in SANITY_METHODS]

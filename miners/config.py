@@ -33,6 +33,10 @@ class BuildConfig:
             raise ValueError(f"unknown track(s) {sorted(unknown)}; available: {', '.join(TRACKS)}")
         if self.cutoff is not None:
             parse_time(self.cutoff)
+        if not (0 <= self.cr_val_fraction and 0 <= self.cr_test_fraction
+                and self.cr_val_fraction + self.cr_test_fraction < 1):
+            raise ValueError(f"cross-repo fractions must be >= 0 and leave repositories to train "
+                             f"on; got val {self.cr_val_fraction}, test {self.cr_test_fraction}")
         if abs(sum(self.in_repo_fractions) - 1.0) > 1e-9:
             raise ValueError(f"in_repo_fractions must sum to 1, got {self.in_repo_fractions}")
 

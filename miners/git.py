@@ -178,7 +178,7 @@ class TreeEntry:
     mode: str
     kind: str  # "blob" or "commit" (submodule)
     oid: str
-    size: int  # -1 for submodules
+    size: int  # -1 for submodules and missing blobs
     path: str
 
     @property
@@ -277,8 +277,10 @@ class GitRepo:
                 continue
             meta, _, path = rec.partition(b"\t")
             mode, kind, oid, size = meta.split(None, 3)
+            # size: "-" for a submodule, "BAD" for a blob missing from the object store
+            # (snapshots that leave large files out); -1 for both, the blob read fails later
             entries.append(TreeEntry(mode.decode(), kind.decode(), oid.decode(),
-                                     int(size) if size.strip() != b"-" else -1,
+                                     int(size) if size.strip().isdigit() else -1,
                                      path.decode("utf-8", errors="surrogateescape")))
         return entries
 

@@ -31,6 +31,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         config = BuildConfig(
             tracks=tuple(args.tracks.split(",")), seed=args.seed, cutoff=args.cutoff,
+            cr_val_fraction=args.cr_val_fraction, cr_test_fraction=args.cr_test_fraction,
             static=StaticMinerConfig(max_file_bytes=args.max_file_bytes,
                                      prefix_max_lines=args.prefix_max_lines,
                                      cap_per_function=args.cap_per_function,
@@ -247,6 +248,11 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0, help="split and sampling seed (default: 0)")
     b.add_argument("--cutoff", default=None, help="ISO date: in-distribution histories end here; "
                    "repositories created later are out-of-distribution (ood)")
+    b.add_argument("--cr-val-fraction", type=float, default=0.1,
+                   help="share of repositories held out for cross-repo validation, chosen by a "
+                        "hash of (seed, repo_id), so adding repositories moves none (default: 0.1)")
+    b.add_argument("--cr-test-fraction", type=float, default=0.1,
+                   help="share of repositories held out for the cross-repo test (default: 0.1)")
     b.add_argument("--cache-dir", default=None,
                    help="where remote repositories are cloned (default: WORK_DIR/repos)")
     b.add_argument("--work-dir", default=None,

@@ -117,8 +117,10 @@ def build_bench(root: Path, files: dict[str, str], splits: list[str | None], pre
 
 
 def make_peft_adapter(model_dir: Path, out: Path, seed: int, r: int = 4,
-                      targets: tuple[str, ...] = ("q_proj", "v_proj"), alpha: float | None = None) -> Path:
-    """A PEFT LoRA adapter for the model at ``model_dir`` with random, non-zero A and B."""
+                      targets: tuple[str, ...] = ("q_proj", "v_proj"), alpha: float | None = None,
+                      layers: list[int] | None = None) -> Path:
+    """A PEFT LoRA adapter for the model at ``model_dir`` with random, non-zero A and B
+    (on the decoder layers ``layers`` only, when given)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -126,7 +128,8 @@ def make_peft_adapter(model_dir: Path, out: Path, seed: int, r: int = 4,
     torch.manual_seed(seed)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
                            LoraConfig(r=r, lora_alpha=alpha if alpha is not None else 2 * r + seed,
-                                      target_modules=list(targets), init_lora_weights=False))
+                                      target_modules=list(targets), init_lora_weights=False,
+                                      layers_to_transform=layers))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:

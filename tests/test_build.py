@@ -96,11 +96,16 @@ def repos(tmp_path_factory) -> dict[str, Path]:
         "tests/test_binary.py": b"\x00\x01\x02binary\x00",
         "tests/test_huge.py": "def test_h():\n" + "    assert v == 12345\n" * 300,
         "tests/helpers/util.py": "def helper():\n    return 1\n",
+        "tests/test_gone.py": "def test_g():\n    assert gone() == 'lost'\n",
     })
     os.symlink("test_good.py", bad / "tests/test_link.py")
     os.symlink("test_loop.py", bad / "tests/test_loop.py")
     os.symlink("/etc/passwd", bad / "tests/test_outside.py")
     commit_files(bad, {}, message="symlinks", date="2024-01-02T00:00:00Z")
+    # a blob missing from the object store, as in snapshots that leave large files out
+    # (git ls-tree --long gives its size as "BAD")
+    oid = git(bad, "rev-parse", "HEAD:tests/test_gone.py").strip()
+    (bad / ".git/objects" / oid[:2] / oid[2:]).unlink()
     r["badfiles"] = bad
     r["notests"] = make_repo(root / "notests", {"pkg/a.py": "X = 1\n"})
     r["empty"] = root / "empty"
@@ -163,6 +168,7 @@ def test_build_outputs_failures_and_skips(tmp_path, repos):
     assert skips["tests/test_syntax.py"].startswith("file_syntax_error")
     assert skips["tests/test_binary.py"].startswith("file_binary")
     assert skips["tests/test_huge.py"].startswith("file_too_large")
+    assert skips["tests/test_gone.py"].startswith("file_missing_object")
     for link in ("test_link.py", "test_loop.py", "test_outside.py"):
         assert skips[f"tests/{link}"].startswith("file_symlink")
 

@@ -180,6 +180,16 @@ def test_static_on_the_top_layer_trains_from_cached_lower_layers(world, tmp_path
     assert set(res.audit) >= {"own", "mean", "shuffled", "own_minus_mean",
                               "own_minus_mean_tf_logprob"}
     assert res.audit["metric"] == "tf_em" and "mde" in res.audit["own_minus_mean"]
+    # the four configurations were scored together (the lower layer once): "none" is the
+    # base model, and a rerun finds every mode in the cache
+    base = evaluate(bench, "static", "test_in_repo", "pretrained", str(tiny), tmp_path / "base",
+                    progress=False, scoring="teacher-forced")
+    for metric in ("tf_logprob", "tf_token_acc", "tf_em"):
+        assert res.audit["none"]["metrics"][metric]["micro"] == pytest.approx(
+            base.scores["metrics"][metric]["micro"], abs=1e-4)
+    again = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / "tf2",
+                     checkpoint=ckpt, progress=False, scoring="teacher-forced")
+    assert again.n_predicted_now == 0 and again.audit["own_minus_mean"] == res.audit["own_minus_mean"]
     out = tmp_path / "adapter"
     assert main(["adapt", str(root / "alpha"), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
     keys = list(load_file(str(out / "adapter_model.safetensors")))
@@ -195,7 +205,7 @@ def test_specialisation_benchmark_runs_on_a_checkpoint(world, static_ckpt):
                           str(bench), "--split", "test_in_repo", "--limit", "8"],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1].startswith("own-vs-mean ")
-    assert "none      adapter" in out
+    assert "none      adapter" in out and "own-vs-none tf_em" in out
 
 
 def test_exported_adapter_gives_the_in_memory_logits(world, static_ckpt, tmp_path):

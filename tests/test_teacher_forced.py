@@ -170,3 +170,48 @@ def test_harness_teacher_forced_run_samples_and_compare(tiny, tmp_path):
     md = to_markdown(entries)
     assert "tf_em (teacher-forced)" in md and "teacher-forced (tf_em is strict greedy" in md
     assert "## static/test_cross_repo" in md
+
+
+def test_audit_configurations_scored_together_equal_each_alone(tiny, tmp_path):
+    """Own, mean, shuffled and no adapter on the same tasks, scored together with the
+    lower layer run once for all (adapters on the top layer only), equal each configuration
+    scored alone and a merged PEFT model per task; with an adapter on every layer among
+    them, nothing is shared and the scores are still equal."""
+    from peft import PeftModel
+
+    from evaluators.backends.teacher_forcing import shared_lower_layers
+    from evaluators.lora.model import LoraAdapter
+    model, tok = _load(tiny)
+    top = [make_peft_adapter(tiny, tmp_path / f"top{s}", seed=s, layers=[1]) for s in (1, 2, 3)]
+    every = make_peft_adapter(tiny, tmp_path / "every", seed=4)
+    assert shared_lower_layers(model, [LoraAdapter.load(a) for a in top]) == 1
+    assert shared_lower_layers(model, [LoraAdapter.load(top[0]), LoraAdapter.load(every)]) == 0
+    tasks = _tasks()
+    targets = [t for _, t in tasks]
+    for pool in (top, top[:2] + [every]):
+        configs = [[Request(p, pool[(i + c) % 3] if c < 3 else None) for i, (p, _) in enumerate(tasks)]
+                   for c in range(4)]          # c = 3: the base model
+        backend = HFBackend(model, tok, GenerationConfig(max_input_tokens=60, min_shared_tokens=2),
+                            progress=False)
+        seen = []
+        together = backend.score_configurations(configs, targets,
+                                                on_result=lambda c, i, s: seen.append((c, i)))
+        assert sorted(seen) == [(c, i) for c in range(4) for i in range(len(tasks))]
+        for c, requests in enumerate(configs):
+            alone = HFBackend(model, tok, GenerationConfig(max_input_tokens=60, min_shared_tokens=2),
+                              progress=False).score_targets(requests, targets)
+            for i, (a, b) in enumerate(zip(together[c], alone)):
+                assert math.isclose(a.logprob, b.logprob, rel_tol=1e-5, abs_tol=1e-5), (c, i)
+                assert (a.n_correct, a.em) == (b.n_correct, b.em)
+        for i in (0, 5, 16):                   # spot checks against PEFT's merged model
+            adapter = pool[(i + 1) % 3]
+            peft = PeftModel.from_pretrained(_load(tiny)[0], str(adapter)).eval()
+            lp, _ = _naive(model, backend.generator, tasks[i][0], tasks[i][1], peft)
+            assert math.isclose(together[1][i].logprob, lp, rel_tol=1e-4, abs_tol=1e-4)
+
+
+def test_configurations_must_share_their_prompts(tiny):
+    model, tok = _load(tiny)
+    backend = HFBackend(model, tok, GenerationConfig(max_input_tokens=60), progress=False)
+    with pytest.raises(ValueError, match="changes the prompt"):
+        backend.score_configurations([[Request("a = ")], [Request("b = ")]], ["1"])

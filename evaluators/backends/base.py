@@ -132,3 +132,28 @@ class GenerationBackend(ABC):
         """Teacher-forced scores of each request's target, in order (same prompt encoding,
         truncation, banned tokens and adapters as ``generate``)."""
         raise NotImplementedError(f"backend {self.name!r} has no teacher-forced scoring")
+
+    def score_configurations(self, configs: list[list[Request]], targets: list[str],
+                             desc: str = "scoring",
+                             on_result: Callable[[int, int, TFScore], None] | None = None
+                             ) -> list[list[TFScore]]:
+        """Teacher-forced scores of the same tasks under several adapter configurations
+        (``configs[c][i]``: task i's request in configuration c, same prompt in every
+        configuration), as ``out[c][i]``; ``on_result(c, i, score)``. A backend may share
+        work between configurations; this one scores them one after another."""
+        check_same_prompts(configs)
+        return [self.score_targets(requests, targets, desc,
+                                   (lambda i, s, c=c: on_result(c, i, s)) if on_result else None)
+                for c, requests in enumerate(configs)]
+
+
+def check_same_prompts(configs: list[list[Request]]) -> None:
+    """Configurations of the same tasks differ in their adapters only."""
+    for c, requests in enumerate(configs[1:], 1):
+        if len(requests) != len(configs[0]):
+            raise ValueError(f"configuration {c} has {len(requests)} requests, "
+                             f"configuration 0 has {len(configs[0])}")
+        for i, (a, b) in enumerate(zip(configs[0], requests)):
+            if a.prompt != b.prompt:
+                raise ValueError(f"task {i}: configuration {c} changes the prompt (audit "
+                                 f"configurations may change the adapter only)")

@@ -30,7 +30,7 @@ from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 from repopeftbench.metrics import FIM_TOKENS
 
 from .base import (Adapter, AdapterWeights, GenerationBackend, GenerationConfig, Request,
-                   TFScore, adapter_key, encode_prompt)
+                   TFScore, adapter_key, check_same_prompts, encode_prompt)
 from .sharing import adapter_groups, common_prefix_len as _common_prefix_len, crop as _crop
 
 
@@ -416,21 +416,30 @@ class HFBackend(GenerationBackend):
 
     def score_targets(self, requests: list[Request], targets: list[str], desc: str = "scoring",
                       on_result=None) -> list[TFScore]:
-        from .base import encode_target
-        from .teacher_forcing import score_sequences
+        report = (lambda c, i, sc: on_result(i, sc)) if on_result is not None else None
+        return self.score_configurations([requests], targets, desc, report)[0]
 
-        prompts = [self.generator.encode(r.prompt) for r in requests]
+    def score_configurations(self, configs: list[list[Request]], targets: list[str],
+                             desc: str = "scoring", on_result=None) -> list[list[TFScore]]:
+        from .base import encode_target
+        from .teacher_forcing import score_configurations
+
+        check_same_prompts(configs)
+        prompts = [self.generator.encode(r.prompt) for r in configs[0]]
         tgt = [encode_target(self.tokenizer, t) for t in targets]
-        keys = [adapter_key(r.adapter) for r in requests]
-        adapters = lora = None
-        if any(k is not None for k in keys):
-            adapters = [self._adapter(k, r.adapter) if k is not None else None
-                        for k, r in zip(keys, requests)]
-            lora = self._per_row(adapters)
-        bar = tqdm(total=len(requests), desc=desc, unit="task", disable=not self.progress,
+        adapters: list[list | None] = []
+        for requests in configs:
+            keys = [adapter_key(r.adapter) for r in requests]
+            adapters.append([self._adapter(k, r.adapter) if k is not None else None
+                             for k, r in zip(keys, requests)]
+                            if any(k is not None for k in keys) else None)
+        used = [a for c in adapters if c is not None for a in c]
+        lora = self._per_row(used) if used else None
+        bar = tqdm(total=len(targets), desc=desc, unit="task", disable=not self.progress,
                    file=sys.stderr, leave=False)
         try:
-            return score_sequences(self.generator, prompts, tgt, adapters, lora, bar, on_result)
+            return score_configurations(self.generator, prompts, tgt, adapters, lora, bar,
+                                        on_result)
         finally:
             bar.close()
 
