@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--config", default="static")
     ap.add_argument("--split", default="validation_in_repo")
-    ap.add_argument("--limit", type=int, default=200)
+    ap.add_argument("--limit", type=int, default=200, help="tasks (0: every task of the split)")
     ap.add_argument("--max-input-tokens", type=int, default=None,
                     help="default: the checkpoint's training sequence length (max_seq_len)")
     ap.add_argument("--device", default="cpu")
@@ -44,7 +44,7 @@ def main() -> None:
     model = record["model"]["name"]
     out = Path(args.out or tempfile.mkdtemp(prefix="specialisation-"))
     gen = GenerationConfig(max_input_tokens=budget)
-    common = dict(limit=args.limit, device=args.device, generation=gen, progress=False,
+    common = dict(limit=args.limit or None, device=args.device, generation=gen, progress=False,
                   scoring="teacher-forced")
     c2l = evaluate(args.dataset, args.config, args.split, record["method"], model, out / "c2l",
                    checkpoint=args.checkpoint, **common)

@@ -1,9 +1,9 @@
 """The frozen lower layers, computed once: with adapters on the top K decoder layers only
 (``top_layers=K``), what enters layer ``L - K`` depends on the example's tokens alone. It
-is computed once per example with the base model and kept on disk (one memory-mapped
-float32 file per (model, examples, layer), under the user cache), and every training step
-and epoch, and every method that trains on the same examples, runs only the top K layers
-from it.
+is computed once per example with the base model, when a training step first needs it,
+and kept on disk (one memory-mapped float32 file per (model, examples, layer), under the
+user cache), and every later step and epoch, and every method that trains on the same
+examples, runs only the top K layers from it.
 
 ``top_forward`` runs a causal LM from such hidden states: the decoder's layer list is cut
 to its top layers for the call and the states are given as ``inputs_embeds``, so the
@@ -70,13 +70,15 @@ def top_forward(model, hidden: torch.Tensor, attention_mask: torch.Tensor, start
 
 
 class LowerLayerCache:
-    """The inputs of layer ``start`` for ``examples`` (lists of token ids), on disk."""
-
-    BATCH = 8                    # examples per forward pass while the cache is built
+    """The inputs of layer ``start`` for ``examples`` (lists of token ids), on disk, each
+    example computed the first time a batch asks for it (training that samples a few
+    hundred of thousands of examples computes those only) and kept for every later step,
+    epoch and run. Each example is computed alone, so its bytes never depend on which
+    examples were computed with it."""
 
     def __init__(self, model, examples: list[dict], start: int, revision: str,
                  device: str = "cpu", directory: Path | None = None, progress: bool = False):
-        self.start = start
+        self.start, self.model, self.examples, self.device = start, model, examples, device
         h = hashlib.sha256(f"{revision}\0{start}\0".encode())
         for e in examples:
             h.update(np.asarray(e["input_ids"], dtype=np.int64).tobytes() + b"\0")
@@ -84,53 +86,60 @@ class LowerLayerCache:
         directory = directory or cache_root() / "lower_layers"
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{key}.f32"
+        self.done_path = directory / f"{key}.done"       # one byte per example: 1 once written
         lengths = np.array([len(e["input_ids"]) for e in examples], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)])
         width = int(model.config.hidden_size)
-        if not self.path.exists() or self.path.stat().st_size != int(self.offsets[-1]) * width * 4:
-            self._build(model, examples, width, device, progress)
-        self.data = np.memmap(self.path, dtype=np.float32, mode="r",
+        size = int(self.offsets[-1]) * width * 4
+        if not self.path.exists() or self.path.stat().st_size != size \
+                or not self.done_path.exists() or self.done_path.stat().st_size != len(examples):
+            self._create(size, len(examples))
+        self.data = np.memmap(self.path, dtype=np.float32, mode="r+",
                               shape=(int(self.offsets[-1]), width))
+        self.done = np.memmap(self.done_path, dtype=np.uint8, mode="r+", shape=(len(examples),))
+        self.progress = progress
 
-    def _build(self, model, examples: list[dict], width: int, device: str, progress: bool) -> None:
+    def _create(self, size: int, n: int) -> None:
+        """An empty (sparse) data file and a zero done-map, each published whole."""
+        for path, nbytes in ((self.path, size), (self.done_path, n)):
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                fh.truncate(nbytes)
+            publish(tmp, path)
+
+    @property
+    def n_computed(self) -> int:
+        return int(self.done.sum())
+
+    def fill(self, indices: list[int] | None = None) -> None:
+        """Compute the examples ``indices`` (default: all) that are not on disk yet."""
         from tqdm import tqdm
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        out = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(int(self.offsets[-1]), width))
-        was_training = model.training
-        model.eval()
-        # examples of similar length together, right-padded: with causal attention a real
-        # token never sees the padding after it
-        order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
-        bar = tqdm(total=len(examples), desc="caching the lower layers", unit="example",
-                   disable=not progress, leave=False)
+        todo = [i for i in (range(len(self.examples)) if indices is None else indices)
+                if not self.done[i]]
+        if not todo:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        bar = tqdm(total=len(todo), desc="caching the lower layers", unit="example",
+                   disable=not self.progress or len(todo) < 64, leave=False)
         try:
-            for at in range(0, len(order), self.BATCH):
-                idx = order[at:at + self.BATCH]
-                width = max(len(examples[i]["input_ids"]) for i in idx)
-                ids = torch.zeros((len(idx), width), dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for r, i in enumerate(idx):
-                    n = len(examples[i]["input_ids"])
-                    ids[r, :n] = torch.tensor(examples[i]["input_ids"])
-                    mask[r, :n] = 1
-                states = layer_inputs(model, ids.to(device), mask.to(device), self.start)
-                for r, i in enumerate(idx):
-                    n = int(self.offsets[i + 1] - self.offsets[i])
-                    out[self.offsets[i]:self.offsets[i + 1]] = states[r, :n].float().cpu().numpy()
-                bar.update(len(idx))
-            out.flush()
-            del out
-            publish(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            for i in todo:
+                ids = torch.tensor([self.examples[i]["input_ids"]], device=self.device)
+                states = layer_inputs(self.model, ids, torch.ones_like(ids), self.start)
+                a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+                self.data[a:b] = states[0].float().cpu().numpy()
+                bar.update(1)
+            self.data.flush()                   # the states before the flags that vouch for them
+            self.done[todo] = 1
+            self.done.flush()
         finally:
             bar.close()
-            model.train(was_training)
+            self.model.train(was_training)
 
     def batch(self, index: torch.Tensor, width: int, dtype=torch.float32, device="cpu") -> torch.Tensor:
         """(rows, width, hidden) of the examples ``index``, right-padded with zeros (as the
-        collator pads the tokens)."""
+        collator pads the tokens); examples not cached yet are computed first."""
+        self.fill(index.tolist())
         rows = []
         for i in index.tolist():
             a, b = int(self.offsets[i]), int(self.offsets[i + 1])

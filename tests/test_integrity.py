@@ -124,7 +124,7 @@ def test_every_finished_task_is_cached_before_an_interruption(tmp_path):
                              context=SimpleNamespace(backend=lambda: Dying()))
     cache = tmp_path / "cache.jsonl"
     with pytest.raises(KeyboardInterrupt):
-        _predict_all(method, {"r": tasks}, {}, cache, "m")
+        _predict_all(method, {"r": tasks}, [(None, cache, {})], "m")
     assert sorted(_read_cache(cache)) == ["t0", "t1", "t2"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -202,9 +203,18 @@ def test_cached_lower_layers_give_the_loss_and_gradients_of_the_full_model(tiny,
     examples = [{**encode_example(tok, f"x = {k}\n" * (k + 1) + "assert compute(x) == ",
                                   str(k % 4 + 100), 64), "index": k} for k in range(4)]
     cache = LowerLayerCache(model, examples, top, "test", directory=tmp_path)
+    assert cache.n_computed == 0                       # computed as batches ask for examples
+    cache.batch(torch.tensor([2]), 8)
+    assert cache.n_computed == 1
     again = LowerLayerCache(model, examples, top, "test", directory=tmp_path)   # reused
-    assert again.path == cache.path and len(list(tmp_path.iterdir())) == 1
+    assert again.path == cache.path and len(list(tmp_path.iterdir())) == 2
+    assert again.n_computed == 1
     batch = CompletionCollator(tok.pad_token_id or 0)(examples)
+    # an example's states do not depend on which examples were computed before or with it
+    other = LowerLayerCache(model, examples, top, "test", directory=tmp_path / "other")
+    other.batch(torch.tensor([3, 1, 0, 2]), batch["input_ids"].shape[1])
+    cache.batch(batch["index"], batch["input_ids"].shape[1])
+    assert np.array_equal(np.asarray(other.data), np.asarray(cache.data))
 
     def run(cached: bool):
         model.zero_grad()
