@@ -36,8 +36,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from evaluators.backends.base import GenerationConfig
-    from evaluators.harness import evaluate, read_checkpoint, read_scored
-    from evaluators.scoring import paired_comparison
+    from evaluators.harness import evaluate, read_checkpoint
 
     record = read_checkpoint(args.checkpoint)
     budget = args.max_input_tokens or int(record.get("options", {}).get("max_seq_len", 4096))
