@@ -265,6 +265,11 @@ class GitRepo:
         """Every root commit reachable from ``rev``, sorted."""
         return sorted(self.run(["rev-list", "--max-parents=0", rev]).split())
 
+    def first_parent_root(self, rev: str) -> str:
+        """The root commit of ``rev``'s first-parent line: where the project itself began
+        (not a template or another project whose history was merged in later)."""
+        return self.run(["rev-list", "--max-parents=0", "--first-parent", rev]).split()[-1]
+
     def tree_of(self, rev: str) -> str:
         return self.run(["rev-parse", f"{rev}^{{tree}}"]).strip()
 

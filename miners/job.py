@@ -43,7 +43,9 @@ class RepoInfo:
     snapshot: str      # static snapshot / end of the replayed history (cutoff applied)
     created_at: str | None
     is_ood: bool
-    roots: tuple[str, ...] = ()   # every root commit reachable from head (duplicate check)
+    # the root of head's first-parent line (duplicate check: a copy or fork shares it; a
+    # repository that merged a shared template's history, e.g. jaraco/skeleton, does not)
+    roots: tuple[str, ...] = ()
     tree: str = ""                # the snapshot's tree (duplicate check)
 
 
@@ -125,7 +127,7 @@ def resolve_repo(repo: GitRepo, spec: RepoSpec, cutoff: str | None) -> RepoInfo 
         snapshot = repo.last_commit_before(head, cutoff_ts)
         if snapshot is None:
             return f"no commit before the cutoff {cutoff}"
-    return RepoInfo(head, snapshot, created_at, is_ood, tuple(repo.root_commits(head)),
+    return RepoInfo(head, snapshot, created_at, is_ood, (repo.first_parent_root(head),),
                     repo.tree_of(snapshot))
 
 

@@ -62,6 +62,25 @@ def test_the_same_repository_under_two_ids_is_mined_once(tmp_path):
     assert not [p for p in parts.iterdir() if "again" in p.name or "remote" in p.name]
 
 
+def test_repositories_that_merged_one_template_history_are_not_duplicates(tmp_path):
+    """Projects made from a shared template whose history they merged (jaraco/skeleton:
+    jaraco.functools, inflect and jsonpickle all reach its root commit) are distinct: the
+    duplicate check compares where each project's own first-parent line began."""
+    template = make_repo(tmp_path / "skeleton", {"pyproject.toml": "[project]\n"},
+                         message="template root")
+    ids = []
+    for name in ("one", "two"):
+        repo = repo_with(tmp_path / name, name)
+        git(repo, "fetch", "-q", str(template), "main:skeleton")
+        git(repo, "merge", "-q", "--allow-unrelated-histories", "-m", "merge the skeleton",
+            "skeleton")
+        git(repo, "branch", "-D", "skeleton")
+        ids.append((f"z/{name}", str(repo)))
+    summary = build(write_list(tmp_path / "l.jsonl", ids), tmp_path / "out", CONFIG, workers=1,
+                    progress=False)
+    assert summary.n_ok == 2 and not summary.failures
+
+
 def test_same_snapshot_tree_is_a_duplicate(tmp_path):
     a = repo_with(tmp_path / "a", "a")
     other = make_repo(tmp_path / "other", {}, message="unrelated root")
