@@ -210,8 +210,16 @@ def test_audit_configurations_scored_together_equal_each_alone(tiny, tmp_path):
             assert math.isclose(together[1][i].logprob, lp, rel_tol=1e-4, abs_tol=1e-4)
 
 
-def test_configurations_must_share_their_prompts(tiny):
+def test_configurations_with_other_prompts_are_scored_each_alone(tiny):
+    """Configurations that change the prompt (examples put before it) share no work, and
+    each is scored as it would be alone."""
     model, tok = _load(tiny)
     backend = HFBackend(model, tok, GenerationConfig(max_input_tokens=60), progress=False)
-    with pytest.raises(ValueError, match="changes the prompt"):
-        backend.score_configurations([[Request("a = ")], [Request("b = ")]], ["1"])
+    tasks = _tasks()[:6]
+    configs = [[Request(p) for p, _ in tasks], [Request("x = 1\n" + p) for p, _ in tasks]]
+    targets = [t for _, t in tasks]
+    got = backend.score_configurations(configs, targets)
+    for c in range(2):
+        alone = backend.score_targets(configs[c], targets)
+        assert [s.logprob for s in got[c]] == pytest.approx([s.logprob for s in alone], abs=1e-5)
+    assert got[0][0].logprob != pytest.approx(got[1][0].logprob, abs=1e-5)

@@ -30,7 +30,7 @@ from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 from repopeftbench.metrics import FIM_TOKENS
 
 from .base import (Adapter, AdapterWeights, GenerationBackend, GenerationConfig, Request,
-                   TFScore, adapter_key, check_same_prompts, encode_prompt)
+                   TFScore, adapter_key, encode_prompt, same_prompts)
 from .sharing import adapter_groups, common_prefix_len as _common_prefix_len, crop as _crop
 
 
@@ -424,7 +424,8 @@ class HFBackend(GenerationBackend):
         from .base import encode_target
         from .teacher_forcing import score_configurations
 
-        check_same_prompts(configs)
+        if not same_prompts(configs):        # prompts differ (e.g. examples before them)
+            return super().score_configurations(configs, targets, desc, on_result)
         prompts = [self.generator.encode(r.prompt) for r in configs[0]]
         tgt = [encode_target(self.tokenizer, t) for t in targets]
         adapters: list[list | None] = []
