@@ -134,7 +134,10 @@ class Code2LoRABundle:
     @torch.no_grad()
     def update_sums(self, z: torch.Tensor, chunk: int = 16) -> tuple[dict, dict]:
         """(path -> sum over ``z`` of the weight updates B_i A_i, in float64; path -> path
-        whose update it shares), for ``mean_adapter``."""
+        whose update it shares), for ``mean_adapter`` (empty for a head whose mean is that
+        of its mixing weights)."""
+        if hasattr(getattr(self.hyper, "head", None), "mixing"):
+            return {}, {}
         dense: dict[str, torch.Tensor] = {}              # path of a distinct factor pair -> update
         alias: dict[str, str] = {}                       # path -> path whose update it shares
         for start in range(0, len(z), chunk):
@@ -163,6 +166,16 @@ class Code2LoRABundle:
         as the base model). The mean update has rank up to n r; it is written as a LoRA of
         the rank it has (SVD, singular values below 1e-6 of the largest dropped), at most
         min(in, out), with the same scale."""
+        head = getattr(self.hyper, "head", None)
+        if hasattr(head, "mixing"):     # an update linear in mixing weights: their mean
+            with torch.no_grad():
+                w = head.mixing(self.hyper.standardised(z)).double()
+                keep = [i for i in range(len(z)) if i != leave_out] if len(z) > 1 else [0]
+                mean_w = w[keep].mean(0, keepdim=True).to(w.dtype)
+                factors = head.from_mixing(mean_w.float())
+            return LoraAdapter(self.hyper.spec, {p: a[0].float().cpu() for p, (a, _) in factors.items()},
+                               {p: b[0].float().cpu() for p, (_, b) in factors.items()}, name,
+                               self.base_model or None)
         dense, alias = sums if sums is not None else self.update_sums(z, chunk)
         n = max(1, len(z))
         if leave_out is not None and len(z) > 1:

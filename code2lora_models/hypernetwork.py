@@ -41,7 +41,7 @@ class HypernetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HypernetConfig":
+    def from_dict(cls, d: dict) -> "HypernetConfig":  # (checkpoints before an option: its default)
         return cls(head=HeadConfig(**d["head"]), standardise=d["standardise"],
                    target_modules=tuple(d["target_modules"]))
 
@@ -68,7 +68,9 @@ class Code2LoRA(nn.Module):
         self.register_buffer("z_mean", torch.zeros(d_in))
         self.register_buffer("z_scale", torch.ones(d_in))
         self.head = make_head(d_in, config.head, shapes, layers)
-        self.spec = LoraSpec(config.head.r, config.head.alpha, tuple(sorted(shapes)))
+        # a head of a larger rank (residual: r + basis x basis_r) keeps the scale alpha / r
+        rank = getattr(self.head, "rank", config.head.r)
+        self.spec = LoraSpec(rank, config.head.alpha * rank / config.head.r, tuple(sorted(shapes)))
 
     @torch.no_grad()
     def fit_input_stats(self, z: torch.Tensor) -> None:
@@ -79,8 +81,11 @@ class Code2LoRA(nn.Module):
         spread = z.std(0, unbiased=False) if len(z) > 1 else torch.ones_like(self.z_mean)
         self.z_scale.copy_(spread.clamp(min=1e-3 * float(spread.max().clamp(min=1e-8))))
 
+    def standardised(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.z_mean) / self.z_scale
+
     def forward(self, z: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        return self.head((z - self.z_mean) / self.z_scale)                 # z: (n, d_in)
+        return self.head(self.standardised(z))                             # z: (n, d_in)
 
     def scale(self, n: int, like: torch.Tensor) -> torch.Tensor:
         return like.new_full((n,), self.spec.scaling)

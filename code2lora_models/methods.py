@@ -15,6 +15,7 @@ pairwise cosine of the generated adapters.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -146,6 +147,20 @@ class Code2LoRAStatic(_Code2LoRA):
         import torch
         repos = sorted({t["repo_id"] for t in tasks})
         return {r: torch.from_numpy(v) for r, v in self.bundle.snapshot_codes(self.bench, repos).items()}
+
+
+@dataclass
+class Text2LoRAOptions(Code2LoRAOptions):
+    """Code2LoRA-Static's options with the per-layer (Text-to-LoRA) head."""
+    head: str = "per_layer"
+
+
+@register_method("text2lora")
+class Text2LoRA(Code2LoRAStatic):
+    """The publication's strengthened Text-to-LoRA baseline: Code2LoRA-Static's repository
+    vector, data and budget, with the per-layer Text-to-LoRA head (learned layer and
+    module-type embeddings beside the code vector, one (A, B) per layer)."""
+    Options = Text2LoRAOptions
 
 
 @register_method("code2lora-evo")

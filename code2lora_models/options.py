@@ -21,7 +21,11 @@ class Code2LoRAOptions(TrainOptions):
     encoder: str = "minilm"          # minilm | base
     chunk_tokens: int = 256
     max_chunks: int = 64             # per file or diff
-    head: str = "direct"             # direct | per_layer
+    head: str = "direct"             # direct | per_layer | residual (shared LoRA + mixed basis)
+    stabilise: bool = False          # log-scales from -3.5, scales in [1e-5, 0.3], normalised trunk
+    basis: int = 4                   # residual head: basis adapters
+    basis_r: int = 4                 # residual head: rank of each basis adapter
+    update_l2: float = 0.0           # weight of the L2 penalty on the generated update
     hidden: int = 256
     r: int = 16
     alpha: float = 32.0
@@ -43,7 +47,8 @@ class Code2LoRAOptions(TrainOptions):
         from .heads import HeadConfig
         from .hypernetwork import HypernetConfig
         return HypernetConfig(head=HeadConfig(kind=self.head, hidden=self.hidden, r=self.r,  # type: ignore[arg-type]
-                                              alpha=self.alpha),
+                                              alpha=self.alpha, stabilise=self.stabilise,
+                                              basis=self.basis, basis_r=self.basis_r),
                               standardise=self.standardise if standardise is None else standardise,
                               target_modules=tuple(self.target_modules))
 

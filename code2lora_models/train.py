@@ -67,7 +67,7 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
     examples = encode_tasks(tokenizer, tasks, options.max_seq_len)
     for example, row in zip(examples, rows):
         example["row"] = row
-    net = HyperLM(model, lora, hyper, codes, options.contrastive, options.margin)
+    net = HyperLM(model, lora, hyper, codes, options.contrastive, options.margin, options.update_l2)
     layers = top_layers(model, options.top_layers)
     if layers:                   # the frozen layers below the adapters: computed once
         from evaluators.lower_cache import LowerLayerCache

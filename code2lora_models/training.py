@@ -68,10 +68,10 @@ def row_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
 
 class HyperLM(nn.Module):
     def __init__(self, lm: nn.Module, lora: PerRowLora, hyper: Code2LoRA, codes: nn.Module,
-                 contrastive: float = 0.0, margin: float = 0.1):
+                 contrastive: float = 0.0, margin: float = 0.1, update_l2: float = 0.0):
         super().__init__()
         self.lm, self.lora, self.hyper, self.codes = lm, lora, hyper, codes
-        self.contrastive, self.margin = contrastive, margin
+        self.contrastive, self.margin, self.update_l2 = contrastive, margin, update_l2
         self.lower_cache = None      # a LowerLayerCache (top_layers): run the layers above it
         for p in lm.parameters():
             p.requires_grad_(False)
@@ -103,12 +103,24 @@ class HyperLM(nn.Module):
             per_tok = count.clamp(min=1)
             hinge = torch.relu(self.margin + own / per_tok - other / per_tok)
             loss = loss + self.contrastive * hinge.mean()
+        if self.update_l2 > 0:
+            loss = loss + self.update_l2 * update_sq_norm(factors, self.hyper.spec.scaling).mean()
         self.lora.clear()
         return {"loss": loss}
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
                 if not k.startswith("lm.")}
+
+
+def update_sq_norm(factors: dict, scaling: float) -> torch.Tensor:
+    """(n,): per row, the squared Frobenius norm of the generated weight update summed over
+    the module paths, ||s B A||^2 = s^2 sum((B^T B) * (A A^T)), without forming B A."""
+    total = None
+    for a, b in factors.values():                                       # (n, r, in), (n, out, r)
+        term = (b.transpose(1, 2) @ b * (a @ a.transpose(1, 2))).sum((1, 2))
+        total = term if total is None else total + term
+    return total * scaling ** 2
 
 
 def _other_rows(row: torch.Tensor) -> torch.Tensor | None:

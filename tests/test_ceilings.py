@@ -3,7 +3,6 @@ help at all (repo-examples: its solved training tasks before the prompt)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -42,6 +42,60 @@ def test_heads_generate_a_zero_update_at_initialisation(kind):
     assert same == (kind == "direct")
 
 
+def test_residual_head_is_shared_lora_plus_a_mix_that_starts_at_zero():
+    """update(z) = B0 A0 + sum_k w_k(z) B_k A_k, rank r + K r_b at the scale alpha / r; the
+    update starts at zero; the mean adapter is the one of the mean mixing weights."""
+    from types import SimpleNamespace
+
+    from code2lora_models.bundle import Code2LoRABundle
+    from code2lora_models.training import update_sq_norm
+    torch.manual_seed(0)
+    cfg = HeadConfig(kind="residual", hidden=16, r=2, alpha=4, basis=3, basis_r=1)
+    net = Code2LoRA(6, HypernetConfig(head=cfg), SHAPES, LAYERS)
+    assert net.spec.r == 5 and net.spec.scaling == pytest.approx(2.0)
+    z = torch.randn(4, 6)
+    out = net(z)
+    for path, (A, B) in out.items():
+        i, o = SHAPES[path.rsplit(".", 1)[-1]]
+        assert A.shape == (4, 5, i) and B.shape == (4, o, 5)
+        assert torch.count_nonzero(B) == 0                   # starts from the base model
+    assert float(update_sq_norm(out, net.spec.scaling).sum()) == 0.0
+    for p in net.parameters():
+        p.data.normal_()
+    w = net.head.mixing(net.standardised(z))                  # (4, 3)
+    for path, (A, B) in net(z).items():
+        h = net.head
+        key = path.replace(".", "__")
+        want = h.B0[key] @ h.A0[key] + sum(w[:, k, None, None] * (h.Bk[key][k] @ h.Ak[key][k])
+                                           for k in range(3))
+        assert torch.allclose(B @ A, want, atol=1e-5)
+    holder = SimpleNamespace(hyper=net, base_model="")
+    loo = Code2LoRABundle.mean_adapter(holder, z, "loo", leave_out=2)
+    others = torch.cat([z[:2], z[3:]])
+    for path, (a, b) in net(others).items():
+        want = torch.einsum("nor,nri->oi", b, a) / 3
+        assert torch.allclose(loo.B[path] @ loo.A[path], want, atol=1e-4), path
+    assert loo.spec == net.spec
+    # the penalty is the squared norm of the scaled update
+    f = net(z[:1])
+    dense = sum(float(((net.spec.scaling * b[0] @ a[0]) ** 2).sum()) for a, b in f.values())
+    assert float(update_sq_norm(f, net.spec.scaling)[0]) == pytest.approx(dense, rel=1e-4)
+
+
+def test_stabilised_heads_start_small_and_clamp_their_scales():
+    from code2lora_models.heads import STABLE_SCALE_RANGE
+    torch.manual_seed(0)
+    net = Code2LoRA(6, HypernetConfig(head=HeadConfig(hidden=16, r=2, stabilise=True)), SHAPES, LAYERS)
+    proj = net.head.proj
+    assert all(float(s) == -3.5 for s in proj.log_scale_A.values())
+    for s in proj.log_scale_A.values():
+        s.data.fill_(5.0)                                    # exp(5) is clamped to 0.3
+    A, _ = net(torch.randn(2, 6))["l.0.q_proj"]
+    assert float(A.abs().max()) <= STABLE_SCALE_RANGE[1] + 1e-6
+    h = net.head.trunk(torch.randn(3, 6))
+    assert torch.allclose(h.norm(dim=-1), torch.full((3,), 16 ** 0.5), atol=1e-4)
+
+
 def test_pooling_is_weighted_mean_and_max_over_files():
     a = np.array([[1.0, 0.0], [3.0, 0.0]], np.float32)      # file of 2 chunks, mean (2, 0)
     b = np.array([[0.0, 5.0]], np.float32)                   # file of 1 chunk
@@ -194,6 +248,38 @@ def test_static_on_the_top_layer_trains_from_cached_lower_layers(world, tmp_path
     assert main(["adapt", str(root / "alpha"), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
     keys = list(load_file(str(out / "adapter_model.safetensors")))
     assert keys and all(".layers.1." in k for k in keys)      # the tiny model has 2 layers
+
+
+def test_static_with_the_residual_head_trains_audits_and_exports(world, tmp_path):
+    """head=residual with the stabilisers and the update penalty: trained, audited
+    teacher-forced (its mean adapter is the mean mixing weights'), exported as PEFT."""
+    from safetensors.torch import load_file
+    root, bench, tiny = world
+    ckpt = train("code2lora-static", bench, "static", tmp_path / "ckpt", model=str(tiny),
+                 options=OPTS + ["head=residual", "basis=2", "basis_r=1", "stabilise=true",
+                                 "update_l2=0.01", "top_layers=1"], progress=False)
+    res = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / "tf",
+                   checkpoint=ckpt, progress=False, scoring="teacher-forced")
+    assert {"own", "mean", "shuffled", "none"} <= set(res.audit)
+    out = tmp_path / "adapter"
+    assert main(["adapt", str(root / "alpha"), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["r"] == 2 + 2 * 1 and config["lora_alpha"] == pytest.approx(4 * 4 / 2)
+    assert all(t.shape[0] == 4 or t.shape[1] == 4
+               for t in load_file(str(out / "adapter_model.safetensors")).values())
+
+
+def test_text2lora_is_code2lora_static_with_the_per_layer_head(world, tmp_path):
+    root, bench, tiny = world
+    ckpt = train("text2lora", bench, "static", tmp_path / "ckpt", model=str(tiny), options=OPTS,
+                 progress=False)
+    record = json.loads((ckpt / "method.json").read_text())
+    assert record["method"] == "text2lora" and record["options"]["head"] == "per_layer"
+    meta = json.loads((ckpt / "hypernetwork" / "hypernetwork.json").read_text())
+    assert meta["config"]["head"]["kind"] == "per_layer"
+    res = evaluate(bench, "static", "test_in_repo", "text2lora", str(tiny), tmp_path / "run",
+                   checkpoint=ckpt, progress=False, scoring="teacher-forced")
+    assert res.method["name"] == "text2lora" and "own_minus_mean" in res.audit
 
 
 def test_specialisation_benchmark_runs_on_a_checkpoint(world, static_ckpt):
