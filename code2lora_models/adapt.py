@@ -19,6 +19,8 @@ import torch
 from repopeftbench.errors import UserError
 from repopeftbench.io import atomic_write_text, read_json_file, read_safetensors
 
+from evaluators.models import model_source
+
 from .bundle import Code2LoRABundle
 
 SIDECAR = "code2lora.json"
@@ -86,7 +88,7 @@ def adapt(repo_path: str | Path, checkpoint: str | Path, out: str | Path,
                "checkpoint": str(Path(checkpoint).resolve()),
                "checkpoint_sha256": checkpoint_fingerprint(Path(checkpoint)),
                "method": record["method"], "encoder": bundle.encoder_identity,
-               "base_model": model_name}
+               "base_model": model_name, "base_model_source": model_source(model_name)}
     with repo:
         files = mine_context(repo, head, repo_id).rows
         if not any(f["path"].endswith(".py") for f in files):

@@ -95,8 +95,9 @@ class MiniLMEncoder(_ChunkingEncoder):
     def __init__(self, config: EncoderConfig, device: str = "cpu"):
         from sentence_transformers import SentenceTransformer
 
-        from baselines.rag import minilm_path
-        self.model = SentenceTransformer(minilm_path(), device=device)
+        from evaluators.models import minilm_path
+        self.model = SentenceTransformer(minilm_path("Code2LoRA's encoder=minilm (the default)"),
+                                         device=device)
         super().__init__(self.model.tokenizer, config)
         dim = getattr(self.model, "get_embedding_dimension", None) or \
             self.model.get_sentence_embedding_dimension

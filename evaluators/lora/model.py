@@ -70,8 +70,13 @@ class LoraAdapter:
                                 self.spec.r, self.spec.alpha, layers=self.spec.layers)
 
     def save(self, directory: str | Path) -> Path:
-        """Write the adapter in the PEFT layout (loads with ``PeftModel.from_pretrained``)."""
-        return save_peft_adapter(directory, self.peft_config(), self.peft_tensors())
+        """Write the adapter in the PEFT layout (loads with ``PeftModel.from_pretrained``);
+        its ``base_model_name_or_path`` is one ``from_pretrained`` resolves (an offline
+        alias is written as its converted local directory)."""
+        from ..models import loadable_base_model
+        config = self.peft_config()
+        config["base_model_name_or_path"] = loadable_base_model(self.base_model) or ""
+        return save_peft_adapter(directory, config, self.peft_tensors())
 
 
 def inject(model: nn.Module, spec: LoraSpec) -> dict[str, PerRowLoraLinear]:
