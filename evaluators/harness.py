@@ -217,16 +217,24 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
              generation: GenerationConfig = GenerationConfig(),
              method_options: list[str] | dict | None = None, checkpoint: str | Path | None = None,
              seed: int = 0, backend: str = "hf", progress: bool = True,
-             n_boot: int = 1000, sample: str = "hash", scoring: str = "generate") -> Results:
+             n_boot: int = 1000, sample: str = "hash", scoring: str = "generate",
+             shard: tuple[int, int] | None = None) -> Results:
     """Run ``method`` on ``config/split`` of a built benchmark; write and return results.
     ``limit`` and ``sample`` choose a fixed sample of tasks (``Benchmark.tasks``).
     ``scoring="teacher-forced"`` scores each target in one forward pass (``tf_em``,
-    ``tf_token_acc``, ``tf_logprob``) instead of generating it."""
+    ``tf_token_acc``, ``tf_logprob``) instead of generating it. ``shard=(i, n)`` predicts
+    the tasks of shard i of n only (``shard_repos``: whole repositories, so an adapter
+    loads once), with the method prepared on every task, as the unsharded run; ``merge``
+    combines the n run directories into the unsharded run's results."""
     if scoring not in SCORINGS:
         raise UserError(f"unknown scoring {scoring!r}; choose from {', '.join(SCORINGS)}")
     t0 = time.time()
     bench = Benchmark(dataset_dir)
-    tasks = bench.tasks(config, split, limit=limit, sample=sample)
+    every = bench.tasks(config, split, limit=limit, sample=sample)
+    tasks = every
+    if shard is not None:
+        mine = shard_repos(every, *shard)
+        tasks = [t for t in every if t["repo_id"] in mine]
     out = Path(out_dir)
     context = RunContext(model_name=model, device=device, generation=generation, seed=seed,
                          artifacts_dir=out / "artifacts", backend_name=backend, progress=progress)
@@ -259,7 +267,7 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
         if not ready:
             ready.append(_prepare(obj, bench, config, model, ckpt_path, out))
             obj.setup(bench, config)
-            obj.prepare(tasks)
+            obj.prepare(every)          # a shard's method sees the whole task set
 
     def predict_missing(sinks: list[Sink]) -> int:
         """Predict (or score) every task some sink lacks, for every sink at once."""
@@ -279,7 +287,7 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
     if auditing and scoring == "teacher-forced":
         # every audit configuration of a task scored in one pass (lower layers shared)
         sinks = [(m, path, _read_cache(path) if i else cached)
-                 for i, (m, path) in enumerate(_audit_caches(obj, tasks, cache_path, run_key))]
+                 for i, (m, path) in enumerate(_audit_caches(obj, every, cache_path, run_key))]
     n_new = predict_missing(sinks)
     used_ckpt = ready[0] if ready else ckpt_path
     audit = _audit(obj, tasks, cache_path, run_key, out, predict_missing, ensure_ready, n_boot,
@@ -302,9 +310,114 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
         scoring=scoring,
         packages=package_versions(), device=device if uses_model else None, generation=gen,
         wall_time_s=round(time.time() - t0, 2), n_predicted_now=n_new,
-        checkpoint=str(used_ckpt) if used_ckpt else None, audit=audit)
+        checkpoint=str(used_ckpt) if used_ckpt else None, audit=audit,
+        shard={"index": shard[0], "count": shard[1], "repos": sorted({t["repo_id"] for t in tasks}),
+               "n_tasks_all": len(every), "n_boot": n_boot} if shard is not None else None)
     results.save(out)
     return results
+
+
+def _jsonl(path: Path) -> tuple[dict, list[dict]]:
+    lines = [x for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return json.loads(lines[0]), [json.loads(x) for x in lines[1:]]
+
+
+def merge(run_dirs: list[str | Path], out_dir: str | Path) -> Results:
+    """One run from the run directories of the n shards of an evaluation (``evaluate
+    --shard I/N``): their predictions, samples and audit files joined in the unsharded
+    order, and the results computed from them, equal to the unsharded run's (but for the
+    wall time, the sum of the shards'). Refuses shards of different runs, a shard given
+    twice, a missing one and an unsharded run."""
+    dirs = [Path(d) for d in run_dirs]
+    parts = []
+    for d in dirs:
+        path = d / "results.json"
+        if not path.exists():
+            raise UserError(f"{d}: not a run directory (results.json is missing)")
+        res = Results.from_dict(read_json_file(path, "results"), str(path))
+        if res.shard is None:
+            raise UserError(f"{path}: not a shard (evaluate --shard I/N writes shards)")
+        parts.append((d, res))
+    first = parts[0][1]
+    for d, res in parts[1:]:
+        for what, a, b in (("run key (method, options, model, protocol, checkpoint, split)",
+                            res.run_key, first.run_key), ("scoring", res.scoring, first.scoring),
+                           ("dataset", res.dataset, first.dataset)):
+            if a != b:
+                raise UserError(f"{d}: a shard of another run than {parts[0][0]} (its {what} "
+                                f"differs); merge the shards of one evaluation")
+    count = first.shard["count"]
+    seen = sorted(res.shard["index"] for _, res in parts)
+    if seen != list(range(count)) or any(res.shard["count"] != count for _, res in parts):
+        raise UserError(f"shards {seen} of {count} given: merge needs each of 0..{count - 1} once")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    repo_of: dict[str, str] = {}
+
+    def joined(name: str) -> tuple[dict, list[dict]] | None:
+        """A file of every shard, its rows in the unsharded order: a run's tasks come by
+        repository in id order, and each repository is whole in one shard, in its order."""
+        files = [d / name for d, _ in parts]
+        if not all(f.exists() for f in files):
+            return None
+        header, rows = _jsonl(files[0])
+        for f in files[1:]:
+            rows += _jsonl(f)[1]
+        rows.sort(key=lambda r: r.get("repo_id") or repo_of[r["task_id"]])   # stable
+        return header, rows
+
+    samples = joined(SAMPLES_FILE)
+    if samples is None:
+        raise UserError(f"a shard lacks {SAMPLES_FILE}; run it again with this version")
+    header, rows = samples
+    if len(rows) != first.shard["n_tasks_all"]:
+        raise UserError(f"the shards hold {len(rows)} tasks, the run has "
+                        f"{first.shard['n_tasks_all']}")
+    repo_of.update({r["task_id"]: r["repo_id"] for r in rows})
+    write_jsonl(out / SAMPLES_FILE, [header] + rows)
+    scored = [ScoredTask.from_sample(r) for r in rows]
+    n_boot = first.shard.get("n_boot", 1000)
+    audit, modes = None, []
+    if first.audit is not None:
+        modes = first.audit["modes"]
+        by_mode = {modes[0]: scored}
+        for mode in modes[1:]:
+            got = joined(f"samples-{mode}.jsonl")
+            if got is None:
+                raise UserError(f"a shard lacks samples-{mode}.jsonl")
+            write_jsonl(out / f"samples-{mode}.jsonl", [got[0]] + got[1])
+            by_mode[mode] = [ScoredTask.from_sample(r) for r in got[1]]
+        info = {k: v for k, v in first.audit.items()
+                if k not in ("metric", "modes") and k not in modes and "_minus_" not in k}
+        audit = audit_summary(modes, by_mode, first.scoring, n_boot, info)
+    for name in ["predictions.jsonl"] + [f"predictions-{m}.jsonl" for m in modes[1:]]:
+        got = joined(name)
+        if got is not None:
+            write_jsonl(out / name, [got[0]] + got[1])
+    results = dataclasses.replace(
+        first, scores=summarise(scored, n_boot=n_boot), audit=audit, shard=None,
+        wall_time_s=round(sum(r.wall_time_s for _, r in parts), 2),
+        n_predicted_now=sum(r.n_predicted_now for _, r in parts))
+    results.save(out)
+    return results
+
+
+def shard_repos(tasks: list[dict], index: int, count: int) -> set[str]:
+    """The repositories of shard ``index`` of ``count``: whole repositories, dealt largest
+    first to the shard with the fewest tasks (ties: the lower shard), so shards are even
+    and the deal depends on the task set only."""
+    if not (count >= 1 and 0 <= index < count):
+        raise UserError(f"shard {index}/{count}: give I/N with 0 <= I < N")
+    sizes: dict[str, int] = {}
+    for t in tasks:
+        sizes[t["repo_id"]] = sizes.get(t["repo_id"], 0) + 1
+    load = [0] * count
+    owner: dict[str, int] = {}
+    for repo in sorted(sizes, key=lambda r: (-sizes[r], r)):
+        k = min(range(count), key=lambda j: (load[j], j))
+        owner[repo] = k
+        load[k] += sizes[repo]
+    return {r for r, k in owner.items() if k == index}
 
 
 def check_input_budget(obj: Method, generation: GenerationConfig) -> None:
@@ -347,14 +460,16 @@ def _audit_caches(obj: Method, tasks: list[dict], cache_path: Path, run_key: str
 
 
 def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: Path,
-           predict_missing, ensure_ready, n_boot: int, scoring: str = "generate") -> dict:
+           predict_missing, ensure_ready, n_boot: int, scoring: str = "generate",
+           every: list[dict] | None = None) -> dict:
     """Score the same tasks with every audit mode's adapters (e.g. own, mean, shuffled):
     em micro and macro with repository-bootstrap CIs, the paired difference of the own
     adapter over each replacement, and the method's extra figures (adapter cosines)."""
     modes = type(obj).audit_modes
-    task_set = _task_set(tasks)
+    every = every if every is not None else tasks
+    task_set = _task_set(every)
     scored = {}
-    for i, (mode, path) in enumerate(_audit_caches(obj, tasks, cache_path, run_key)):
+    for i, (mode, path) in enumerate(_audit_caches(obj, every, cache_path, run_key)):
         have = _read_cache(path)
         if i > 0:
             predict_missing([(mode, path, have)])
@@ -375,7 +490,15 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
         ensure_ready()
         info = obj.audit_info()
         write_json(info_path, info)
-    audit: dict = {"metric": headline_metric(scoring)}
+    return audit_summary(modes, scored, scoring, n_boot, info)
+
+
+def audit_summary(modes: tuple[str, ...] | list[str], scored: dict[str, list[ScoredTask]],
+                  scoring: str, n_boot: int, info: dict) -> dict:
+    """The audit record from every mode's scored tasks (the same tasks, in order): each
+    mode's headline metric with CIs, the paired gains of the first mode over the others,
+    and the method's extra figures."""
+    audit: dict = {"metric": headline_metric(scoring), "modes": list(modes)}
     for mode in modes:
         summary = summarise(scored[mode], n_boot=n_boot)["metrics"]
         main = summary[headline_metric(scoring)]
@@ -519,7 +642,7 @@ def format_audit(audit: dict) -> str:
     """The audit block: em with each adapter mode, the paired gains, the adapter cosines."""
     from repopeftbench.stats import markdown_table
 
-    modes = [k for k, v in audit.items() if isinstance(v, dict) and "micro_ci" in v]
+    modes = audit.get("modes") or [k for k, v in audit.items() if isinstance(v, dict) and "micro_ci" in v]
     rows = [[m, f"{audit[m]['micro']:.1f}", f"[{audit[m]['micro_ci'][0]:.1f}, {audit[m]['micro_ci'][1]:.1f}]",
              f"{audit[m]['macro']:.1f}"] for m in modes]
     gains = [[k.replace("_minus_", " - "), v.get("metric", "em"), f"{v['delta']:+.2f}",

@@ -97,11 +97,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        limit=args.limit, device=args.device, generation=_generation(args),
                        method_options=args.option, checkpoint=args.checkpoint, seed=args.seed,
                        backend=args.backend, progress=not args.no_progress,
-                       sample=args.sample.replace("-", "_"), scoring=args.scoring)
+                       sample=args.sample.replace("-", "_"), scoring=args.scoring,
+                       shard=args.shard)
     print(format_scores(results))
     print(f"Run written to {args.out} (predictions.jsonl, results.json); "
           f"{results.n_predicted_now} tasks predicted now, {results.wall_time_s} s.")
     return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from evaluators.harness import format_scores, merge
+
+    results = merge(args.runs, args.out)
+    print(format_scores(results))
+    print(f"Merged {len(args.runs)} shards into {args.out} ({results.scores['n_tasks']} tasks).")
+    return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    i, sep, n = text.partition("/")
+    if not (sep and i.isdigit() and n.isdigit() and 0 <= int(i) < int(n)):
+        raise argparse.ArgumentTypeError(f"{text!r}: give I/N with 0 <= I < N (e.g. 0/4)")
+    return int(i), int(n)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -314,8 +331,20 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--sample", choices=("hash", "per-repo"), default="hash",
                    help="how --limit samples: the first N tasks by task-id hash (default), or "
                         "tasks dealt round-robin over repositories (covers more of them)")
+    e.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="evaluate shard I of N only: whole repositories, dealt evenly by task "
+                        "count; each shard writes its own run directory, and 'merge' joins them "
+                        "into the unsharded run (e.g. one SLURM array task per shard)")
     _add_generation_args(e)
     e.set_defaults(func=cmd_evaluate)
+
+    mg = sub.add_parser("merge", help="join the shards of one evaluation into one run",
+                        description="Join the run directories of 'evaluate --shard I/N' (each "
+                                    "of 0..N-1 once, one run) into one run directory whose "
+                                    "results equal the unsharded run's.")
+    mg.add_argument("runs", nargs="+", help="the shards' run directories")
+    mg.add_argument("--out", required=True, help="the merged run directory")
+    mg.set_defaults(func=cmd_merge)
 
     t = sub.add_parser("train", help="train a method once and save its checkpoint",
                        description="Train a registered method on the training tables of a track "

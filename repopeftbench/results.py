@@ -62,6 +62,7 @@ class Results:
     submission: str | None = None       # the predictions file, for scored submissions
     audit: dict[str, Any] | None = None
     scoring: str = "generate"           # or "teacher-forced" (metrics tf_em, tf_token_acc, tf_logprob)
+    shard: dict[str, Any] | None = None  # {"index", "count", "repos", "n_tasks_all"} of a shard
     version: str = RESULTS_VERSION
 
     @property

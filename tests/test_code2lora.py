@@ -269,6 +269,23 @@ def test_static_with_the_residual_head_trains_audits_and_exports(world, tmp_path
                for t in load_file(str(out / "adapter_model.safetensors")).values())
 
 
+def test_a_sharded_audit_merges_into_the_unsharded_one(world, static_ckpt, tmp_path):
+    """Shards see every repository when the method prepares (the leave-one-out mean and
+    the shuffle are over all of them), so the merged audit is the unsharded one."""
+    from evaluators.harness import merge
+    root, bench, tiny = world
+    run = dict(checkpoint=static_ckpt, progress=False, scoring="teacher-forced")
+    whole = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny),
+                     tmp_path / "whole", **run)
+    for i in range(2):
+        evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / f"s{i}",
+                 shard=(i, 2), **run)
+    merged = merge([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged")
+    assert merged.audit == whole.audit and merged.scores == whole.scores
+    assert (tmp_path / "merged" / "samples-mean.jsonl").read_bytes() == \
+        (tmp_path / "whole" / "samples-mean.jsonl").read_bytes()
+
+
 def test_text2lora_is_code2lora_static_with_the_per_layer_head(world, tmp_path):
     root, bench, tiny = world
     ckpt = train("text2lora", bench, "static", tmp_path / "ckpt", model=str(tiny), options=OPTS,
