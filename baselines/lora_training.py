@@ -1,38 +1,16 @@
 """Training a LoRA adapter on assertion tasks: what shared-lora and per-repo-lora share."""
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evaluators.budget import TrainOptions, cap_per_repo, data_hash  # noqa: F401 (re-exported)
 from evaluators.lora.config import DEFAULT_TARGETS
 
 if TYPE_CHECKING:  # torch is imported only when a method trains
-    from evaluators.training import TrainConfig, TrainResult
-
-
-@dataclass
-class TrainOptions:
-    """Optimisation options of every trained baseline, with the CPU budget options
-    ``max_steps``, ``max_train_tasks_per_repo`` and ``max_seq_len``."""
-    learning_rate: float = 2e-4
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_seq_len: int = 4096           # = the protocol's input budget (max_input_tokens)
-    max_train_tasks_per_repo: int = 0   # 0: all
-    save_steps: int = 200
-    top_layers: int = 0                 # adapters on the top K decoder layers only (0: all)
-
-    def train_config(self, seed: int) -> "TrainConfig":
-        from evaluators.training import TrainConfig
-        return TrainConfig(epochs=self.epochs, max_steps=self.max_steps,
-                           learning_rate=self.learning_rate, batch_size=self.batch_size,
-                           grad_accum=self.grad_accum, max_seq_len=self.max_seq_len, seed=seed,
-                           save_steps=self.save_steps)
+    from evaluators.training import TrainResult
 
 
 @dataclass
@@ -41,25 +19,6 @@ class LoraOptions(TrainOptions):
     r: int = 16
     alpha: float = 32.0
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
-
-
-def cap_per_repo(tasks: list[dict], limit: int) -> list[dict]:
-    """At most ``limit`` tasks of each repository (a fixed, hash-ordered choice); 0: all."""
-    if limit <= 0:
-        return tasks
-    by_repo: dict[str, list[dict]] = {}
-    for t in sorted(tasks, key=lambda t: hashlib.sha256(t["task_id"].encode()).hexdigest()):
-        if len(by_repo.setdefault(t["repo_id"], [])) < limit:
-            by_repo[t["repo_id"]].append(t)
-    return sorted((t for ts in by_repo.values() for t in ts),
-                  key=lambda t: (t["repo_id"], t["task_id"]))
-
-
-def data_hash(tasks: list[dict]) -> str:
-    h = hashlib.sha256()
-    for t in tasks:
-        h.update(f"{t['task_id']}\0".encode())
-    return h.hexdigest()[:16]
 
 
 def train_lora_adapter(model_name: str, device: str, tasks: list[dict], options: LoraOptions,

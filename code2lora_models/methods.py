@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from baselines.lora_training import cap_per_repo
+from evaluators.budget import cap_per_repo
 from evaluators.backends.base import AdapterWeights, Request
 from evaluators.registry import Method, register_method
 from repopeftbench.errors import UserError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from baselines.lora_training import TrainOptions
+from evaluators.budget import TrainOptions
 from evaluators.lora.config import DEFAULT_TARGETS
 
 if TYPE_CHECKING:

@@ -120,6 +120,16 @@ def test_no_import_cycle_between_packages():
     assert "cli" not in {d for deps in packages.values() for d in deps}
 
 
+def test_method_packages_are_siblings_that_do_not_import_each_other():
+    """baselines and code2lora_models share pieces through evaluators, never directly."""
+    graph = _graph()
+    for mod, deps in graph.items():
+        pkg = _package(mod)
+        if pkg in ("baselines", "code2lora_models"):
+            other = {"baselines": "code2lora_models", "code2lora_models": "baselines"}[pkg]
+            assert not {d for d in deps if _package(d) == other}, f"{mod} imports {other}"
+
+
 def test_core_does_not_import_torch_or_later_stages():
     modules = _modules()
     graph = _graph()
