@@ -11,6 +11,8 @@ batches, mixing repositories and adapters.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -166,11 +168,33 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
 _LOADED = False
 
 
+# The packages whose modules hold the built-in methods: a module of theirs with a
+# ``@register_method("name")`` line is imported when methods are first looked up, so a new
+# built-in method is one file and its decorator (no entry point, no reinstall).
+BUILTIN_PACKAGES = ("baselines", "code2lora_models", "evaluators")
+_DECORATED = re.compile(r'^@register_method\(\s*["\']', re.M)
+
+
+def builtin_method_modules() -> list[str]:
+    """The modules of the built-in packages that register a method, by a text scan (no
+    import: the scan is cheap and imports nothing heavy)."""
+    root = Path(__file__).resolve().parents[1]
+    out = []
+    for pkg in BUILTIN_PACKAGES:
+        for path in sorted((root / pkg).rglob("*.py")):
+            if _DECORATED.search(path.read_text(encoding="utf-8", errors="replace")):
+                out.append(".".join(path.relative_to(root).with_suffix("").parts))
+    return out
+
+
 def _load_plugins() -> None:
-    """Import every method of the entry-point group (built-in ones are declared there too)."""
+    """Import the built-in method modules, then every method of the entry-point group
+    (methods that installed packages add)."""
     global _LOADED
     if _LOADED:
         return
+    for module in builtin_method_modules():
+        importlib.import_module(module)
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         if ep.name in METHODS:
             continue

@@ -183,3 +183,23 @@ def test_one_line_errors(bench, tmp_path, capsys, monkeypatch):
     assert "has no option 'nope'" in capsys.readouterr().err
     with pytest.raises(UserError):
         main(["--debug"] + common + ["--split", "test_ood"])
+
+
+def test_built_in_methods_are_found_in_their_modules_without_entry_points(tmp_path):
+    """A new built-in method is one file and its decorator: with no entry point at all,
+    every built-in method is found by the scan of its package's modules."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    code = ("import importlib.metadata as m; m.entry_points = lambda **k: []\n"
+            "from evaluators import registry\n"
+            "registry.entry_points = lambda **k: []\n"
+            "print(' '.join(registry.available_methods()))\n")
+    names = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert {"pretrained", "shared-lora", "per-repo-lora", "rag-bm25", "rag-dense", "fft",
+            "fft-rag", "code2lora-static", "code2lora-evo", "text2lora", "repo-examples", "gold",
+            "empty"} <= set(names)
+    from evaluators.registry import builtin_method_modules
+    assert "baselines.pretrained" in builtin_method_modules()
+    assert "evaluators.registry" not in builtin_method_modules()
