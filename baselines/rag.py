@@ -123,6 +123,7 @@ class _Rag(Method):
 class RagBM25(_Rag):
     """BM25 retrieval of repository chunks prepended to the prefix (k=3, 512 tokens)."""
     retriever = "bm25s"
+    requires = ("bm25s",)
 
     def build_index(self, repo_id: str, chunks: list[str]):
         import bm25s
@@ -144,6 +145,7 @@ class RagBM25(_Rag):
 class RagDense(_Rag):
     """Dense retrieval (all-MiniLM-L6-v2) of repository chunks prepended to the prefix."""
     retriever = "all-MiniLM-L6-v2"
+    demo = False          # embedding whole packages takes minutes on a CPU
 
     def _encoder(self):
         if getattr(self, "_st", None) is None:

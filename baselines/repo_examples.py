@@ -46,6 +46,7 @@ class RepoExamples(Method):
     repository's)."""
     Options = RepoExamplesOptions
     audit_modes: ClassVar[tuple[str, ...]] = ("own", "other")
+    demo = False          # in-repo splits only; the demo scores the cross-repo split too
     mode = "own"
 
     def check_split(self, track: str, split: str) -> None:

@@ -14,6 +14,7 @@ from repopeftbench.dataset import Benchmark
 from repopeftbench.errors import UserError
 
 from .backends.base import GenerationConfig
+from .registry import get_method
 from .harness import evaluate, format_scores
 from .leaderboard import to_markdown, write_leaderboard
 
@@ -33,7 +34,6 @@ DEMO_LIMIT = 10
 # whose prompts are the prefix alone are cheap enough for it (retrieval makes every prompt
 # 1,024 tokens of its own).
 DEMO_TF_LIMIT = 100
-DEMO_TF_METHODS = ("pretrained",)
 
 
 def installed_test_suites(limit: int = 10) -> list[tuple[str, Path]]:
@@ -81,15 +81,15 @@ def default_repo_list(out: Path) -> Path:
 
 
 def demo_methods() -> list[str]:
-    """Registered methods that need no training and whose packages are installed, except
-    rag-dense (embedding whole packages takes minutes on a CPU)."""
-    from .registry import available_methods, get_method
+    """Registered methods that need no training, use the model, are meant for the demo
+    (``Method.demo``) and whose required modules are installed."""
+    from .registry import available_methods
     out = []
     for name in available_methods():
         cls = get_method(name)
-        if cls.trainable or not cls.uses_model or name == "rag-dense":
+        if cls.trainable or not cls.uses_model or not cls.demo or cls.sanity:
             continue
-        if name == "rag-bm25" and importlib.util.find_spec("bm25s") is None:
+        if any(importlib.util.find_spec(m) is None for m in cls.requires):
             continue
         out.append(name)
     return out
@@ -105,7 +105,7 @@ def run_demo(out: str | Path, repos: str | Path | None = None, methods: list[str
     ``methods`` (default: every method that needs no training) on the static test splits
     (a fixed sample of ``limit`` tasks each, dealt over the repositories so that the CIs
     rest on every one of them, inputs cut to ``max_input_tokens``), and the methods of
-    ``DEMO_TF_METHODS`` also teacher-forced on ``tf_limit`` tasks (0: none), with the
+    ``Method.demo_teacher_forced`` also teacher-forced on ``tf_limit`` tasks (0: none), with the
     breakdown by knowledge source; write the leaderboard."""
     t0 = time.time()
     out = Path(out)
@@ -126,7 +126,7 @@ def run_demo(out: str | Path, repos: str | Path | None = None, methods: list[str
                                out / "runs" / f"{method}-{split}", limit=limit, device=device,
                                generation=gen, progress=progress, sample="per_repo")
             say(format_scores(results))
-    forced = [m for m in methods if m in DEMO_TF_METHODS] if tf_limit else []
+    forced = [m for m in methods if get_method(m).demo_teacher_forced] if tf_limit else []
     for method in forced:
         say(f"   ... and {method} teacher-forced on {tf_limit} tasks per split (tf_em, "
             f"tf_token_acc, tf_logprob)")

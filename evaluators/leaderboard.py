@@ -7,6 +7,8 @@ from pathlib import Path
 from repopeftbench.io import atomic_write_text
 from repopeftbench.results import RESULTS_FILE, Results
 
+from .registry import is_sanity_method
+
 COLUMNS = ("em", "paper_em", "strict_em", "edit_sim")
 
 
@@ -49,7 +51,6 @@ def _tf_cells(e: dict | None) -> list[str]:
     return [f"{tf['micro']:.1f}{ci}", f"{m['tf_logprob']['micro']:.3f}"]
 
 
-SANITY_METHODS = frozenset({"gold", "empty"})
 PROTOCOL_INPUT_TOKENS = 4096
 MIN_REPOS_FOR_CI = 5
 
@@ -92,7 +93,7 @@ def to_markdown(entries: list[dict]) -> str:
     parts = ["# RepoPeftBench leaderboard",
              f"Exact match (em, %), micro with a 95% CI from a bootstrap over repositories, and "
              f"macro; higher is better. A CI needs at least {MIN_REPOS_FOR_CI} repositories."]
-    methods = [e for e in _generated(entries) if e["method"] not in SANITY_METHODS]
+    methods = [e for e in _generated(entries) if not is_sanity_method(e["method"])]
     forced = {(e["method"], e["model"], _board_key(e)): e for e in entries
               if e.get("scoring") == "teacher-forced"}
     for key in sorted({_board_key(e) for e in methods}):
@@ -148,7 +149,7 @@ def to_markdown(entries: list[dict]) -> str:
                 [[e["method"], *(_with_ci(e["audit"].get(k)) for k in AUDIT_MODES),
                   _diff(e["audit"].get("own_minus_mean")),
                   _diff(e["audit"].get("own_minus_mean_tf_logprob"), 3)] for e in audited]))
-    sanity = [e for e in entries if e["method"] in SANITY_METHODS]
+    sanity = [e for e in entries if is_sanity_method(e["method"])]
     if sanity:
         parts += ["## Sanity checks (not methods: gold must score 100, empty 0)", markdown_table(
             ["method", "config/split", "tasks", "em"],
@@ -202,7 +203,7 @@ def to_html(entries: list[dict]) -> str:
                 extra = f' <span class="ci">no CI: {e["n_repos"]} repos</span>'
             return f'<td class="num" data-v="{v:.4f}">{v:.1f}{extra}</td>'
 
-        method = e["method"] + (" (sanity check)" if e["method"] in SANITY_METHODS else "")
+        method = e["method"] + (" (sanity check)" if is_sanity_method(e["method"]) else "")
         sample = f"--limit {e['limit']}" if e["limit"] else "all"
         if e.get("max_input", PROTOCOL_INPUT_TOKENS) != PROTOCOL_INPUT_TOKENS:
             sample += f", inputs cut to {e['max_input']} tokens"

@@ -94,6 +94,11 @@ class Method:
     # a tag per audit mode (or "info", the extra figures) whose definition changed, so
     # that predictions cached under the old definition are not reused
     audit_revision: ClassVar[dict[str, str]] = {}
+    # policy the leaderboard and the demo read from the class, never from a list of names
+    sanity: ClassVar[bool] = False              # a check of the harness and scorer, not a method
+    demo: ClassVar[bool] = True                 # the demo runs it when it needs no training
+    demo_teacher_forced: ClassVar[bool] = False  # ... and also scores it teacher-forced
+    requires: ClassVar[tuple[str, ...]] = ()    # modules it imports (the demo skips it without)
 
     def __init__(self, context: RunContext, options: Any = None):
         self.context = context
@@ -217,6 +222,13 @@ def get_method(name: str) -> type[Method]:
 def available_methods() -> list[str]:
     _load_plugins()
     return sorted(METHODS)
+
+
+def is_sanity_method(name: str) -> bool:
+    """Whether ``name`` is a registered sanity check (gold, empty); False for a name no
+    method registers (a submission's, or one of a package not installed)."""
+    _load_plugins()
+    return name in METHODS and METHODS[name].sanity
 
 
 # --------------------------------------------------------------------------- options

@@ -9,6 +9,7 @@ from .registry import Method, register_method
 class Gold(Method):
     """Answers with the reference target (sanity check: must score 100)."""
     uses_model = False
+    sanity = True
 
     def predict(self, repo_id: str, tasks: list[dict]) -> list[str]:
         return [t["target"] for t in tasks]
@@ -18,6 +19,7 @@ class Gold(Method):
 class Empty(Method):
     """Answers with nothing (sanity check: must score 0)."""
     uses_model = False
+    sanity = True
 
     def predict(self, repo_id: str, tasks: list[dict]) -> list[str]:
         return ["" for _ in tasks]
