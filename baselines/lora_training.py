@@ -41,7 +41,7 @@ def train_lora_adapter(model_name: str, device: str, tasks: list[dict], options:
     examples = encode_tasks(tokenizer, tasks, options.max_seq_len)
     cache = None
     if layers:                       # the frozen layers below the adapters: computed once
-        from evaluators.harness import model_revision
+        from evaluators.checkpoints import model_revision
         from evaluators.lower_cache import LowerLayerCache
         examples = [{**e, "index": i} for i, e in enumerate(examples)]
         cache = LowerLayerCache(peft_model, examples, layers[0], model_revision(model_name),

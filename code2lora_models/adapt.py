@@ -44,7 +44,7 @@ def _open_repo(path: str | Path):
 
 
 def _load(checkpoint: str | Path, model: str | None) -> tuple[Code2LoRABundle, dict, str]:
-    from evaluators.harness import read_checkpoint
+    from evaluators.checkpoints import read_checkpoint
     record = read_checkpoint(checkpoint)
     if record.get("method") not in METHODS:
         raise UserError(f"{checkpoint}: checkpoint of method {record.get('method')!r}; adapt "
@@ -78,7 +78,7 @@ def _write(bundle: Code2LoRABundle, z: torch.Tensor, out: Path, sidecar: dict,
 def adapt(repo_path: str | Path, checkpoint: str | Path, out: str | Path,
           model: str | None = None, device: str = "cpu") -> Path:
     """Write a PEFT adapter for the repository at ``repo_path`` into ``out``."""
-    from evaluators.harness import checkpoint_fingerprint
+    from evaluators.checkpoints import checkpoint_fingerprint
     from miners.context_miner import mine_context
 
     repo, head = _open_repo(repo_path)

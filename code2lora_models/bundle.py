@@ -78,7 +78,7 @@ class Code2LoRABundle:
     # ------------------------------------------------------------------ checks
     def check(self, model_name: str, encoder_config: EncoderConfig | None = None) -> None:
         """A clear error for a checkpoint of another base model or another encoder."""
-        from evaluators.harness import model_revision
+        from evaluators.checkpoints import model_revision
         if model_revision(model_name) != self.model_revision:
             raise UserError(f"this Code2LoRA checkpoint was trained for base model "
                             f"{self.base_model!r} ({self.model_revision}), not {model_name!r}")
@@ -91,7 +91,7 @@ class Code2LoRABundle:
     def attach_encoder(self, device: str = "cpu", model=None, tokenizer=None,
                        progress: bool = True) -> None:
         """Load the encoder the checkpoint was trained with (``base`` needs the model)."""
-        from evaluators.harness import model_revision
+        from evaluators.checkpoints import model_revision
         self.encoder = make_encoder(self.encoder_config, device, model, tokenizer,
                                     model_revision(self.base_model))
         if not self.encoder_identity:          # a bundle being trained takes the encoder's

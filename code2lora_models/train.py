@@ -22,7 +22,7 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
                        context, title: str) -> Code2LoRABundle:
     """Train on ``tasks`` (rows of the track's training split); the Trainer state, loss
     curve and result go under the run's artifacts directory."""
-    from evaluators.harness import model_revision
+    from evaluators.checkpoints import model_revision
     from evaluators.models import load_model
     from evaluators.training import encode_tasks, train_causal_lm
 

@@ -1,4 +1,5 @@
-"""Running a method on a benchmark split: training, predictions, scores, run directory, cache.
+"""Running a method on a benchmark split: training, predictions, scores, run directory, cache
+(checkpoints are ``checkpoints``'s, the text report and run comparisons ``report``'s).
 
 ``evaluate`` writes ``predictions.jsonl`` and ``results.json`` into the run directory.
 Predictions are cached per task under the run key (method configuration, checkpoint,
@@ -12,59 +13,32 @@ Nothing at module level imports torch: ``score`` and ``compare`` run without it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import platform
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from repopeftbench import __version__
 from repopeftbench.dataset import Benchmark
 from repopeftbench.errors import UserError
-from repopeftbench.io import (canonical_json, read_json_file, sha256_file, sha256_text, write_json,
+from repopeftbench.io import (canonical_json, read_json_file, sha256_text, write_json,
                               write_jsonl)
 from repopeftbench.metrics import clean_prediction
 from repopeftbench.results import DatasetRef, ModelRef, Results, headline_metric
 
 from .backends.base import GenerationConfig, Request
-from .models import ALIASES, cache_root
+from .models import cache_root
 from .registry import Method, RunContext, get_method, parse_options
 from .scoring import (TF_METRICS, ScoredTask, paired_comparison, score_tasks, summarise,
                       tf_scored_tasks)
 from .submission import read_submission
+# what the harness used to hold, from the modules that hold it now (kept importable)
+from .checkpoints import (CHECKPOINT_FILE, checkpoint_fingerprint, checkpoint_record,  # noqa: F401
+                          model_revision, package_versions, read_checkpoint)
+from .report import (SAMPLES_FILE, compare_runs, format_audit, format_scores,  # noqa: F401
+                     read_samples, read_scored)
 
-CHECKPOINT_FILE = "method.json"
-SAMPLES_FILE = "samples.jsonl"   # one line per task: its labels and every metric of the run
 GENERATE_CHUNK = 256   # requests generated together (and then cached) at a time
-
-
-def _pkg(name: str) -> str | None:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
-def model_revision(name: str) -> str:
-    """A stable identity of the model weights without hashing gigabytes."""
-    if name in ALIASES:
-        dists = [m.replace("_", "-") for m in ALIASES[name].packages]
-        return ",".join(f"{d}=={_pkg(d)}" for d in dists)
-    path = Path(name)
-    if path.is_dir():
-        parts = [(path / "config.json").read_text() if (path / "config.json").exists() else ""]
-        parts += [f"{f.name}:{f.stat().st_size}" for f in sorted(path.iterdir())
-                  if f.suffix in (".safetensors", ".bin", ".gguf")]
-        return "sha256:" + sha256_text("\n".join(parts))[:16]
-    return name
-
-
-def package_versions() -> dict[str, str | None]:
-    return {"python": platform.python_version(), "repopeftbench": __version__,
-            **{p: _pkg(p) for p in ("torch", "transformers", "peft", "pyarrow", "tree-sitter")}}
 
 
 SCORINGS = ("generate", "teacher-forced")
@@ -120,38 +94,6 @@ def _open_cache_for_append(path: Path):
 
 # ----------------------------------------------------------------------- checkpoints
 
-def checkpoint_fingerprint(directory: Path) -> str:
-    """SHA-256 over every file of a checkpoint (paths and contents)."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in directory.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(directory).as_posix()}\0{sha256_file(f)}\n".encode())
-    return h.hexdigest()[:20]
-
-
-def _checkpoint_record(method: Method, track: str, model: str, bench: Benchmark) -> dict:
-    uses_model = type(method).uses_model
-    return {"method": method.name, "options": method.config(), "track": track,
-            "model": {"name": model if uses_model else None,
-                      "revision": model_revision(model) if uses_model else None},
-            "dataset_sha256": bench.sha256, "seed": method.context.seed,
-            "repopeftbench": __version__}
-
-
-def read_checkpoint(directory: str | Path, method_name: str | None = None) -> dict:
-    """The record of a checkpoint directory, checked against the method that will use it."""
-    path = Path(directory) / CHECKPOINT_FILE
-    if not path.exists():
-        raise UserError(f"{directory}: not a checkpoint ({CHECKPOINT_FILE} is missing); "
-                        f"make one with 'repopeftbench train'")
-    record = read_json_file(path, "checkpoint record")
-    if not isinstance(record, dict):
-        raise UserError(f"{path}: the checkpoint record is not a JSON object")
-    if method_name is not None and record.get("method") != method_name:
-        raise UserError(f"{directory}: checkpoint of method {record.get('method')!r}, not of "
-                        f"{method_name!r}")
-    return record
-
-
 def _make_method(method: str, context: RunContext, options, checkpoint: Path | None = None) -> Method:
     """The method with its options; with a checkpoint, the options it was trained with,
     overridden by the ones given (a method may refuse an override, e.g. another encoder)."""
@@ -182,7 +124,7 @@ def train(method: str, dataset_dir: str | Path, track: str, out_dir: str | Path,
         raise UserError(f"method {method!r} does not train; evaluate it directly")
     obj.fit(bench, track)
     obj.save(out)
-    write_json(out / CHECKPOINT_FILE, _checkpoint_record(obj, track, model, bench))
+    write_json(out / CHECKPOINT_FILE, checkpoint_record(obj, track, model, bench))
     return out
 
 
@@ -201,7 +143,7 @@ def _prepare(obj: Method, bench: Benchmark, track: str, model: str, checkpoint: 
         obj.load(checkpoint)
         return checkpoint
     ckpt = run_dir / "artifacts" / "checkpoint"
-    want = _checkpoint_record(obj, track, model, bench)
+    want = checkpoint_record(obj, track, model, bench)
     if (ckpt / CHECKPOINT_FILE).exists() and read_checkpoint(ckpt) == want:
         obj.load(ckpt)  # trained by an earlier, interrupted run with the same configuration
         return ckpt
@@ -610,104 +552,3 @@ def score_predictions(dataset_dir: str | Path, config: str, split: str, predicti
     return results
 
 
-def format_scores(results: Results) -> str:
-    from repopeftbench.stats import markdown_table
-
-    s = results.scores
-    d = results.dataset
-    unit = lambda m: "nats/token" if m == "tf_logprob" else "%"  # noqa: E731
-    rows = [[f"{m} ({unit(m)})", f"{v['micro']:.2f}" if m == "tf_logprob" else f"{v['micro']:.1f}",
-             f"[{v['micro_ci'][0]:.2f}, {v['micro_ci'][1]:.2f}]" if m == "tf_logprob"
-             else f"[{v['micro_ci'][0]:.1f}, {v['micro_ci'][1]:.1f}]",
-             f"{v['macro']:.1f}", f"[{v['macro_ci'][0]:.1f}, {v['macro_ci'][1]:.1f}]"]
-            for m, v in s["metrics"].items()]
-    mode = " (teacher-forced)" if results.scoring == "teacher-forced" else ""
-    head = (f"{results.method_name} on {d.config}/{d.split}{mode}: {s['n_tasks']} tasks, "
-            f"{s['n_repos']} repositories")
-    shown = ["tf_em", "tf_logprob"] if results.scoring == "teacher-forced" else ["em", "paper_em"]
-    parts = [head, markdown_table(["metric", "micro", "95% CI", "macro", "95% CI"], rows)]
-    for field, title in (("assertion_type", "family"), ("target_type", "target type"),
-                         ("knowledge_source", "knowledge source")):
-        groups = s.get(f"by_{field}", {})
-        if groups:
-            parts.append(markdown_table([title, "n", *shown], [
-                [k, v["n"], *(f"{v[m]:.2f}" if m == "tf_logprob" else f"{v[m]:.1f}" for m in shown)]
-                for k, v in groups.items()]))
-    if results.audit:
-        parts.append(format_audit(results.audit))
-    return "\n\n".join(parts) + "\n"
-
-
-def format_audit(audit: dict) -> str:
-    """The audit block: em with each adapter mode, the paired gains, the adapter cosines."""
-    from repopeftbench.stats import markdown_table
-
-    modes = audit.get("modes") or [k for k, v in audit.items() if isinstance(v, dict) and "micro_ci" in v]
-    rows = [[m, f"{audit[m]['micro']:.1f}", f"[{audit[m]['micro_ci'][0]:.1f}, {audit[m]['micro_ci'][1]:.1f}]",
-             f"{audit[m]['macro']:.1f}"] for m in modes]
-    gains = [[k.replace("_minus_", " - "), v.get("metric", "em"), f"{v['delta']:+.2f}",
-              f"[{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}]", f"{v['mde']:.2f}" if "mde" in v else "-",
-              v["n_tasks"]] for k, v in audit.items() if "_minus_" in k]
-    text = (f"Audit ({audit.get('metric', 'em')} %, same tasks):\n\n"
-            + markdown_table(["adapter", "micro", "95% CI", "macro"], rows))
-    if gains:
-        text += "\n\n" + markdown_table(["paired", "metric", "diff", "95% CI",
-                                          "detectable (80% power)", "tasks"], gains)
-    cos = audit.get("cosine")
-    if cos:
-        text += (f"\n\nRaw pairwise cosine of {cos['n_adapters']} generated adapters (over "
-                 f"{cos.get('over', 'items')}): mean {cos['mean']:.4f}, min {cos['min']:.4f}, "
-                 f"max {cos['max']:.4f}; after removing the mean adapter: {cos['centred_mean']:.4f}")
-        if "update_mean" in cos:
-            text += (f"\nCosine of their weight updates B A (blind to the factors' signs): mean "
-                     f"{cos['update_mean']:.4f}, min {cos['update_min']:.4f}, max "
-                     f"{cos['update_max']:.4f}; after removing the mean update: "
-                     f"{cos['update_centred_mean']:.4f}")
-    return text
-
-
-def read_samples(path: Path, dataset_sha256: str) -> list[ScoredTask]:
-    """The per-task scores of a run (``samples.jsonl``), checked against the benchmark."""
-    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
-    try:
-        header = json.loads(lines[0]) if lines else {}
-        rows = [json.loads(x) for x in lines[1:] if x.strip()]
-        scored = [ScoredTask.from_sample(r) for r in rows]
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise UserError(f"{path}: not a samples file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(header, dict) or header.get("dataset_sha256") != dataset_sha256:
-        raise UserError(f"{path}: scored on another benchmark (dataset_sha256 "
-                        f"{header.get('dataset_sha256') if isinstance(header, dict) else None!r})")
-    return scored
-
-
-def read_scored(run_dir: str | Path, dataset_dir: str | Path) -> list[ScoredTask]:
-    """Scored tasks of a run directory: its samples.jsonl (every metric of the run, the
-    teacher-forced ones included), or else its predictions.jsonl scored again."""
-    bench = Benchmark(dataset_dir)
-    samples = Path(run_dir) / SAMPLES_FILE
-    if samples.exists():
-        return read_samples(samples, bench.sha256)
-    path = Path(run_dir) / "predictions.jsonl"
-    if not path.exists():
-        raise UserError(f"{run_dir}: no {SAMPLES_FILE} or predictions.jsonl (is it a run directory?)")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = json.loads(lines[0])
-    tasks = bench.tasks(header["config"], header["split"])
-    sub = read_submission(path, {t["task_id"] for t in tasks} & {
-        json.loads(x)["task_id"] for x in lines[1:] if x.strip()}, bench.sha256,
-        header["config"], header["split"])
-    tasks = [t for t in tasks if t["task_id"] in sub.predictions]
-    return score_tasks(tasks, sub.predictions)
-
-
-def compare_runs(run_a: str | Path, run_b: str | Path, dataset_dir: str | Path,
-                 metric: str = "em") -> dict:
-    """Paired difference run_b - run_a on their common tasks (repository bootstrap CI), with
-    the smallest difference the comparison could detect."""
-    a, b = read_scored(run_a, dataset_dir), read_scored(run_b, dataset_dir)
-    for run, scored in ((run_a, a), (run_b, b)):
-        if scored and metric not in scored[0].scores:
-            raise UserError(f"{run}: has no {metric!r} scores (it has "
-                            f"{', '.join(sorted(scored[0].scores))})")
-    return paired_comparison(a, b, metric=metric)

@@ -130,6 +130,15 @@ def test_method_packages_are_siblings_that_do_not_import_each_other():
             assert not {d for d in deps if _package(d) == other}, f"{mod} imports {other}"
 
 
+def test_methods_import_only_lower_modules_never_the_harness():
+    """The harness runs methods; a method module never imports it (nor the report, the
+    leaderboard or the demo above it)."""
+    above = {"evaluators.harness", "evaluators.report", "evaluators.leaderboard", "evaluators.demo"}
+    for mod, deps in _graph().items():
+        if _package(mod) in ("baselines", "code2lora_models"):
+            assert not deps & above, f"{mod} imports {sorted(deps & above)}"
+
+
 def test_core_does_not_import_torch_or_later_stages():
     modules = _modules()
     graph = _graph()
