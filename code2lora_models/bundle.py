@@ -23,6 +23,7 @@ from .hypernetwork import Code2LoRA
 from .repo_embedding import EmbeddingCache
 
 GRU_FILE = "gru.safetensors"
+TABLE_FILE = "repository_table.safetensors"     # encoder=table: the learned vectors
 
 
 def embedding_cache_dir() -> Path:
@@ -41,6 +42,8 @@ class Code2LoRABundle:
     gru: DiffGRU | None = None
     diff_sections: int = 0           # Evo: files encoded per diff (0: all)
     extra: dict = field(default_factory=dict)
+    table: torch.Tensor | None = None             # encoder=table: (repositories, dim)
+    table_repos: list[str] = field(default_factory=list)
     encoder: TextEncoder | None = field(default=None, repr=False)
     cache: EmbeddingCache | None = field(default=None, repr=False)
     progress: bool = True
@@ -55,7 +58,13 @@ class Code2LoRABundle:
         if self.gru is not None:
             meta["evo"] = {"d_in": self.gru.d_in, "diff_sections": self.diff_sections,
                            **self.gru.config.to_dict()}
+        if self.table is not None:
+            meta["table_repos"] = list(self.table_repos)
         self.hyper.save(d, meta)
+        if self.table is not None:
+            save_file({"table": self.table.detach().cpu().contiguous()}, str(d / (TABLE_FILE + ".tmp")),
+                      metadata={"format": "pt"})
+            (d / (TABLE_FILE + ".tmp")).replace(d / TABLE_FILE)
         if self.gru is not None:
             state = {k: v.detach().cpu().contiguous() for k, v in self.gru.state_dict().items()}
             save_file(state, str(d / (GRU_FILE + ".tmp")), metadata={"format": "pt"})
@@ -72,8 +81,12 @@ class Code2LoRABundle:
             sections = evo.pop("diff_sections", 0)
             gru = DiffGRU(evo.pop("d_in"), EvoConfig(**evo)).eval()
             gru.load_state_dict(load_file(str(Path(directory) / GRU_FILE)))
+        table = None
+        if "table_repos" in meta:
+            table = load_file(str(Path(directory) / TABLE_FILE))["table"]
         return cls(meta["kind"], hyper, EncoderConfig(**meta["encoder_config"]), meta["encoder"],
-                   meta["base_model"], meta["model_revision"], gru, sections)
+                   meta["base_model"], meta["model_revision"], gru, sections, table=table,
+                   table_repos=list(meta.get("table_repos", [])))
 
     # ------------------------------------------------------------------ checks
     def check(self, model_name: str, encoder_config: EncoderConfig | None = None) -> None:
@@ -105,6 +118,14 @@ class Code2LoRABundle:
     # ------------------------------------------------------------------ codes
     def snapshot_codes(self, bench, repos: list[str]) -> dict[str, np.ndarray]:
         from .codes import snapshot_vectors
+        if self.encoder_config.name == "table":
+            row = {r: i for i, r in enumerate(self.table_repos)}
+            unknown = sorted(set(repos) - set(row))
+            if unknown:
+                raise UserError(f"encoder=table has learned vectors for its {len(row)} training "
+                                f"repositories only, not {unknown[0]} (evaluate in-repo splits)")
+            assert self.table is not None
+            return {r: self.table[row[r]].detach().float().numpy() for r in repos}
         assert self.cache is not None, "attach_encoder first"
         return snapshot_vectors(bench, self.cache, repos, self.progress)
 

@@ -26,15 +26,17 @@ from repopeftbench.errors import UserError
 class EncoderConfig:
     """Which encoder, and how texts are chunked. ``max_chunks`` caps the chunks of one text
     (evenly spaced ones are kept) so a huge file or diff has a bounded cost."""
-    name: Literal["minilm", "base"] = "minilm"
+    # "table": no text at all, a vector per training repository learned with the head
+    # (the ceiling test "shared LoRA + a free vector per repository"; in-repo splits only)
+    name: Literal["minilm", "base", "table"] = "minilm"
     chunk_tokens: int = 256
     overlap: int = 32
     max_chunks: int = 64
     batch_size: int = 32
 
     def __post_init__(self) -> None:
-        if self.name not in ("minilm", "base"):
-            raise UserError(f"unknown repository encoder {self.name!r}; use minilm or base")
+        if self.name not in ("minilm", "base", "table"):
+            raise UserError(f"unknown repository encoder {self.name!r}; use minilm, base or table")
         if not 0 <= self.overlap < self.chunk_tokens:
             raise UserError(f"encoder overlap must be in [0, chunk_tokens), got {self.overlap}")
 
@@ -145,11 +147,28 @@ class BaseModelEncoder(_ChunkingEncoder):
         return np.concatenate(out).astype(np.float32)
 
 
+class LearnedTable:
+    """The "encoder" of a learned per-repository vector: it reads no text (the vectors are
+    the checkpoint's, ``TABLE_DIM`` wide)."""
+
+    def __init__(self, config: EncoderConfig):
+        self.dim, self.identity = TABLE_DIM, f"table:{TABLE_DIM}"
+
+    def embed(self, texts: list[str]) -> list[np.ndarray]:
+        raise UserError("encoder=table reads no text: its vectors are learned per training "
+                        "repository")
+
+
+TABLE_DIM = 64
+
+
 def make_encoder(config: EncoderConfig, device: str = "cpu", model=None, tokenizer=None,
                  model_revision: str = "") -> TextEncoder:
     """The configured encoder; ``base`` needs the loaded base model and its tokenizer."""
     if config.name == "minilm":
         return MiniLMEncoder(config, device)
+    if config.name == "table":
+        return LearnedTable(config)
     if model is None or tokenizer is None:
         raise ValueError("the base-model encoder needs the model and tokenizer")
     return BaseModelEncoder(config, model, tokenizer, model_revision)

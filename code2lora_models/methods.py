@@ -143,6 +143,11 @@ class Code2LoRAStatic(_Code2LoRA):
     def item(self, task: dict) -> Key:
         return task["repo_id"]
 
+    def check_split(self, track: str, split: str) -> None:
+        if self.options.encoder == "table" and not split.endswith("_in_repo"):
+            raise UserError(f"{self.name} with encoder=table has vectors for its training "
+                            f"repositories only: evaluate in-repo splits, not {split}")
+
     def _codes(self, tasks: list[dict]) -> "dict[Key, torch.Tensor]":
         import torch
         repos = sorted({t["repo_id"] for t in tasks})

@@ -15,7 +15,7 @@ from .bundle import Code2LoRABundle
 from .evo import DiffGRU
 from .hypernetwork import Code2LoRA, module_layout
 from .options import Code2LoRAOptions
-from .training import EvoCodes, HyperLM, HyperTrainer, StaticCodes
+from .training import EvoCodes, HyperLM, HyperTrainer, LearnedCodes, StaticCodes
 
 
 def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOptions,
@@ -36,7 +36,14 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
     lora = PerRowLora(model, LoraSpec(options.r, options.alpha, tuple(options.target_modules),
                                       top_layers(model, options.top_layers)))
     shapes, layers = module_layout(lora.layers)
-    if kind == "static":
+    if kind == "static" and options.encoder == "table":
+        # a free vector per training repository, learned with the head (no text read)
+        from .encoder import TABLE_DIM
+        codes = LearnedCodes(len(repos), TABLE_DIM, context.seed)
+        hyper = Code2LoRA(TABLE_DIM, options.hypernet_config(standardise=False), shapes, layers)
+        index = {r: i for i, r in enumerate(repos)}
+        rows = [index[t["repo_id"]] for t in tasks]
+    elif kind == "static":
         vectors = bundle.snapshot_codes(bench, repos)
         table = torch.from_numpy(np.stack([vectors[r] for r in repos]))   # (repos, d_in)
         hyper = Code2LoRA(table.shape[1], options.hypernet_config(), shapes, layers)
@@ -85,6 +92,8 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
         {**result.to_dict(), "n_tasks": len(tasks), "n_repos": len(repos),
          "options": asdict(options)}, indent=2))
     hyper.eval()
+    if isinstance(codes, LearnedCodes):
+        bundle.table, bundle.table_repos = codes.table.detach().cpu().clone(), repos
     if bundle.gru is not None:
         bundle.gru.eval()
     bundle.extra = {"train": {"steps": result.steps, "train_loss": result.train_loss,

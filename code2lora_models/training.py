@@ -46,6 +46,18 @@ class StaticCodes(nn.Module):
         return self.table[rows]                                            # (n, d)
 
 
+class LearnedCodes(nn.Module):
+    """Item index -> a vector learned with the hypernetwork (encoder=table)."""
+
+    def __init__(self, n: int, dim: int, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.table = nn.Parameter(torch.randn(n, dim, generator=g))
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.table[rows]
+
+
 class EvoCodes(nn.Module):
     """Item index -> the GRU state after that (repository, commit position)."""
 

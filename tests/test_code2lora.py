@@ -286,6 +286,28 @@ def test_a_sharded_audit_merges_into_the_unsharded_one(world, static_ckpt, tmp_p
         (tmp_path / "whole" / "samples-mean.jsonl").read_bytes()
 
 
+def test_a_learned_vector_per_repository_is_the_ceiling_test_of_the_input(world, tmp_path):
+    """encoder=table: a free vector per training repository, learned with the residual
+    head (shared LoRA + a repository-mixed residual); saved with the checkpoint; in-repo
+    splits only."""
+    from code2lora_models.bundle import Code2LoRABundle
+    from repopeftbench.errors import UserError
+    root, bench, tiny = world
+    opts = [o for o in OPTS if not o.startswith("encoder=")] + [
+        "encoder=table", "head=residual", "basis=2", "basis_r=1", "learning_rate=5e-2"]
+    ckpt = train("code2lora-static", bench, "static", tmp_path / "ckpt", model=str(tiny),
+                 options=opts, progress=False)
+    bundle = Code2LoRABundle.load(ckpt / "hypernetwork")
+    assert bundle.table is not None and bundle.table.shape == (len(bundle.table_repos), 64)
+    assert bundle.table_repos == sorted({"o/alpha", "o/betamax", "o/gamma"})
+    res = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / "tf",
+                   checkpoint=ckpt, progress=False, scoring="teacher-forced")
+    assert {"own", "mean", "shuffled", "none"} <= set(res.audit)
+    with pytest.raises(UserError, match="in-repo splits"):
+        evaluate(bench, "static", "test_cross_repo", "code2lora-static", str(tiny), tmp_path / "x",
+                 checkpoint=ckpt, progress=False)
+
+
 def test_text2lora_is_code2lora_static_with_the_per_layer_head(world, tmp_path):
     root, bench, tiny = world
     ckpt = train("text2lora", bench, "static", tmp_path / "ckpt", model=str(tiny), options=OPTS,
