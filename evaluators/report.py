@@ -107,10 +107,16 @@ def read_scored(run_dir: str | Path, dataset_dir: str | Path) -> list[ScoredTask
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, dataset_dir: str | Path,
-                 metric: str = "em") -> dict:
+                 metric: str = "em", knowledge_source: str | None = None) -> dict:
     """Paired difference run_b - run_a on their common tasks (repository bootstrap CI), with
-    the smallest difference the comparison could detect."""
+    the smallest difference the comparison could detect; with ``knowledge_source``, on the
+    tasks of that label only (``prefix``, ``repository``, ``none``)."""
     a, b = read_scored(run_a, dataset_dir), read_scored(run_b, dataset_dir)
+    if knowledge_source is not None:
+        a = [s for s in a if s.knowledge_source == knowledge_source]
+        b = [s for s in b if s.knowledge_source == knowledge_source]
+        if not a or not b:
+            raise UserError(f"no task labelled knowledge_source={knowledge_source!r} in both runs")
     for run, scored in ((run_a, a), (run_b, b)):
         if scored and metric not in scored[0].scores:
             raise UserError(f"{run}: has no {metric!r} scores (it has "

@@ -173,7 +173,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from evaluators.harness import compare_runs
 
-    result = compare_runs(args.run_a, args.run_b, args.dataset, args.metric)
+    result = compare_runs(args.run_a, args.run_b, args.dataset, args.metric, args.knowledge_source)
     print(json.dumps(result, indent=2))
     unit = "nats/token" if args.metric == "tf_logprob" else "points"
     print(f"{args.run_b} - {args.run_a}: {result['delta']:+.2f} {unit} of {args.metric} "
@@ -383,6 +383,8 @@ def make_parser() -> argparse.ArgumentParser:
     cp.add_argument("--metric", default="em", choices=[*METRIC_CHOICES],
                     help="per-task metric to pair (teacher-forced runs: tf_em, tf_token_acc, "
                          "tf_logprob; default: em)")
+    cp.add_argument("--knowledge-source", choices=("prefix", "repository", "none"), default=None,
+                    help="pair the tasks of one knowledge-source label only")
     cp.set_defaults(func=cmd_compare)
 
     a = sub.add_parser("adapt", help="turn a local git repository into a PEFT adapter (Code2LoRA)",

@@ -154,6 +154,13 @@ def test_harness_teacher_forced_run_samples_and_compare(tiny, tmp_path):
     assert again.n_predicted_now == 0           # cached per task
     cmp = compare_runs(tmp_path / "tf", tmp_path / "tf2", bench, metric="tf_logprob")
     assert cmp["delta"] == 0 and cmp["mde"] >= 0 and "sd_per_task" in cmp
+    labels = {r["knowledge_source"] for r in rows}
+    for label in labels:                      # the paired difference on one label's tasks
+        one = compare_runs(tmp_path / "tf", tmp_path / "tf2", bench, metric="tf_logprob",
+                           knowledge_source=label)
+        assert one["n_tasks"] == sum(r["knowledge_source"] == label for r in rows)
+    with pytest.raises(Exception, match="no task labelled"):
+        compare_runs(tmp_path / "tf", tmp_path / "tf2", bench, knowledge_source="nowhere")
     gen = evaluate(bench, "static", "test_cross_repo", "pretrained", str(tiny), tmp_path / "gen",
                    generation=gen_cfg, progress=False)
     assert "em" in gen.scores["metrics"] and (tmp_path / "gen" / "samples.jsonl").exists()
