@@ -20,6 +20,7 @@ class DependencyResolvedContext(Method):
     """The definitions the prefix imports from its repository before the prefix (the
     context table only; imports resolved, re-exports followed, compressed by relevance)."""
     Options = DRCOptions
+    demo = False          # it fills the prompt: the demo's time budget has rag-bm25 for that
 
     def setup(self, bench, track: str) -> None:
         if not bench.has("context"):
