@@ -100,14 +100,17 @@ def to_markdown(entries: list[dict]) -> str:
         board = sorted((e for e in methods if _board_key(e) == key),
                        key=lambda e: -e["metrics"]["em"]["micro"])
         tf_here = any((e["method"], e["model"], key) in forced for e in board)
+        bleu_here = any("codebleu" in e["metrics"] for e in board)    # an optional metric
         rows = [[i + 1, e["method"], display_model(e["model"]), e["n_tasks"], e["n_repos"],
                  em_cell(e), em_cell(e, "macro"), f"{e['metrics']['paper_em']['micro']:.1f}",
                  f"{e['metrics']['strict_em']['micro']:.1f}", f"{e['metrics']['edit_sim']['micro']:.1f}",
+                 *([f"{e['metrics']['codebleu']['micro']:.1f}" if "codebleu" in e["metrics"] else "-"]
+                   if bleu_here else []),
                  *(_tf_cells(forced.get((e["method"], e["model"], key))) if tf_here else [])]
                 for i, e in enumerate(board)]
         parts += [f"## {_board_title(key)}", markdown_table(
             ["rank", "method", "model", "tasks", "repos", "em micro", "em macro", "paper_em",
-             "strict_em", "edit sim",
+             "strict_em", "edit sim", *(["CodeBLEU"] if bleu_here else []),
              *(["tf_em (teacher-forced)", "tf_logprob (nats/token)"] if tf_here else [])], rows)]
         audited = [e for e in board if e.get("audit")]
         if audited:

@@ -8,7 +8,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from repopeftbench.metrics import METRICS, score_one
+from repopeftbench.metrics import EXTRA_METRICS, METRICS, available_extras, score_one
 
 METRIC_NAMES = tuple(METRICS)
 
@@ -55,8 +55,11 @@ def _scored(t: dict, scores: dict[str, float]) -> ScoredTask:
 
 
 def score_tasks(tasks: list[dict], predictions: dict[str, str]) -> list[ScoredTask]:
-    """Score the cleaned/raw prediction of every task (a missing prediction scores as empty)."""
-    return [_scored(t, score_one(predictions.get(t["task_id"], ""), t["target"])) for t in tasks]
+    """Score the cleaned/raw prediction of every task (a missing prediction scores as empty),
+    with the optional metrics whose packages are installed (CodeBLEU)."""
+    extras = available_extras()
+    return [_scored(t, score_one(predictions.get(t["task_id"], ""), t["target"], extras))
+            for t in tasks]
 
 
 def tf_scored_tasks(tasks: list[dict], records: dict[str, dict]) -> list[ScoredTask]:
@@ -96,7 +99,7 @@ def summarise(scored: list[ScoredTask], n_boot: int = 1000, seed: int = 0,
     repository-bootstrap 95% CIs, per metric, plus breakdowns by assertion family, target
     type and knowledge source (micro, no CI) and per repository."""
     if metrics is None:
-        metrics = tuple(m for m in (*METRIC_NAMES, *TF_METRICS)
+        metrics = tuple(m for m in (*METRIC_NAMES, *EXTRA_METRICS, *TF_METRICS)
                         if scored and m in scored[0].scores) or METRIC_NAMES
     out: dict = {"n_tasks": len(scored), "n_repos": len({s.repo_id for s in scored}), "metrics": {}}
     for metric in metrics:

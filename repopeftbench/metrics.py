@@ -202,9 +202,49 @@ def edit_similarity(prediction: str, reference: str) -> float:
                                    reference.strip(), autojunk=False).ratio()
 
 
+def codebleu(prediction: str, reference: str) -> float:
+    """CodeBLEU (the ``codebleu`` package, Python grammar through tree-sitter-python) of the
+    cleaned prediction against the reference, with its default weights (n-gram, weighted
+    n-gram, syntax and data-flow match, a quarter each). On one-line targets it is a
+    coarse signal: a target without data flow (most assertion targets) gets 0 on that
+    quarter, and BLEU's n-grams of a few tokens are smoothed, so an exact match of
+    ``x == compute(3)`` scores 0.76."""
+    import logging
+
+    from codebleu import calc_codebleu
+    pred = clean_prediction(prediction, reference).strip()
+    if not pred or not reference.strip():
+        return float(pred == reference.strip())
+    logging.disable(logging.WARNING)      # its warning of a missing data flow, per task
+    try:
+        return float(calc_codebleu([reference.strip()], [pred], lang="python")["codebleu"])
+    except Exception:                      # a parse the package cannot handle scores 0
+        return 0.0
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def codebleu_available() -> bool:
+    """Whether the optional ``codebleu`` package (``pip install --no-deps codebleu==0.7.0``:
+    its pin of tree-sitter < 0.23 is stricter than it needs) imports."""
+    import importlib.util
+    return importlib.util.find_spec("codebleu") is not None
+
+
 METRICS = {"em": em, "paper_em": paper_em, "strict_em": strict_em, "edit_sim": edit_similarity,
            "paper_edit_sim": paper_edit_sim}
+# optional metrics, scored when their package is installed
+EXTRA_METRICS = {"codebleu": (codebleu, codebleu_available)}
 
 
-def score_one(prediction: str, reference: str) -> dict[str, float]:
-    return {name: float(fn(prediction, reference)) for name, fn in METRICS.items()}
+def score_one(prediction: str, reference: str, extras: tuple[str, ...] = ()) -> dict[str, float]:
+    """Every metric of one prediction, and the optional ``extras`` (names of
+    ``EXTRA_METRICS``)."""
+    out = {name: float(fn(prediction, reference)) for name, fn in METRICS.items()}
+    for name in extras:
+        out[name] = float(EXTRA_METRICS[name][0](prediction, reference))
+    return out
+
+
+def available_extras() -> tuple[str, ...]:
+    return tuple(name for name, (_, available) in EXTRA_METRICS.items() if available())

@@ -121,3 +121,15 @@ def test_paper_edit_sim_uses_the_cleaned_prediction_and_cut_reference():
     assert paper_edit_sim("foo, 'msg')", "foo") == 1.0
     assert paper_edit_sim("ab", "ac  # comment") == 0.5
     assert edit_similarity("ab", "ac  # comment") < 0.5   # ours compares the raw strings
+
+
+def test_codebleu_is_an_optional_metric_when_its_package_is_installed():
+    import pytest
+    from repopeftbench.metrics import available_extras, codebleu, score_one
+    if "codebleu" not in available_extras():
+        pytest.skip("codebleu is not installed (pip install --no-deps codebleu==0.7.0)")
+    same = codebleu("x == compute(3)", "x == compute(3)")
+    assert 0.7 < same <= 1.0                        # no data flow in the target: not 1
+    assert codebleu("foo.bar(1, 3)", "foo.bar(1, 2)") < same
+    assert codebleu("", "x") == 0.0 and codebleu("", "") == 1.0
+    assert "codebleu" in score_one("1", "1", ("codebleu",)) and "codebleu" not in score_one("1", "1")
