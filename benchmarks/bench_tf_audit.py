@@ -14,16 +14,17 @@ empty prediction cache:
 - ``teacher-forced, together``: the configurations of a run of tasks scored together,
   the decoder layers below the lowest adapted one run once for all.
 
-Prints tasks per second of each (tasks x configurations / wall seconds) and the ratios
-against generation measured in this run, and checks that both teacher-forced runs give
-the same scores.
+Prints tasks per second of each (tasks x configurations / the run's wall seconds, as
+``evaluate`` measures them, model load included) and the ratios against generation, and
+checks that both teacher-forced runs give the same scores. A run directory whose results
+were timed whole (every task predicted in it) is reused, so an interrupted benchmark
+resumes without timing a warm cache.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 
 
@@ -38,7 +39,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
-    from evaluators.backends.base import GenerationBackend, GenerationConfig
+    from evaluators.backends.base import GenerationConfig
     from evaluators.backends.hf import HFBackend
     from evaluators.harness import evaluate, read_checkpoint
 
@@ -48,6 +49,14 @@ def main() -> None:
     out = Path(args.out)
     gen = GenerationConfig(max_input_tokens=budget)
     together = HFBackend.score_configurations
+
+    def one_by_one(self, configs, targets, desc="scoring", on_result=None):
+        """Each configuration in passes of its own (what scoring them apart costs)."""
+        return [together(self, [requests], targets, desc,
+                         (lambda _, i, s, c=c: on_result(c, i, s)) if on_result else None)[0]
+                for c, requests in enumerate(configs)]
+
+    from evaluators.harness import Results
     from repopeftbench.io import cache_root
     shared = cache_root()          # converted models and code embeddings are not timed
     times, results = {}, {}
@@ -61,17 +70,22 @@ def main() -> None:
             if (shared / keep).exists() and not (fresh / keep).exists():
                 (fresh / keep).symlink_to((shared / keep).resolve())
         os.environ["REPOPEFTBENCH_CACHE"] = str(fresh)
-        HFBackend.score_configurations = GenerationBackend.score_configurations if sequential \
-            else together
-        t0 = time.perf_counter()
+        HFBackend.score_configurations = one_by_one if sequential else together
+        done = out / slug / "results.json"
+        if done.exists():                 # a run timed whole before (from an empty cache)
+            prev = Results.load(done)
+            if prev.n_predicted_now == prev.scores["n_tasks"]:
+                results[name], times[name] = prev, prev.wall_time_s
+                continue
         results[name] = evaluate(args.dataset, args.config, args.split, record["method"],
                                  record["model"]["name"], out / slug, limit=args.limit,
                                  device=args.device, generation=gen, progress=False,
                                  scoring=scoring, checkpoint=args.checkpoint)
-        times[name] = time.perf_counter() - t0
+        times[name] = results[name].wall_time_s      # evaluate's own clock, load included
     HFBackend.score_configurations = together
     first = results["generate"]
-    modes = [m for m in first.audit if isinstance(first.audit[m], dict) and "micro_ci" in first.audit[m]]
+    modes = first.audit.get("modes") or [m for m in first.audit
+                                         if isinstance(first.audit[m], dict) and "micro_ci" in first.audit[m]]
     n = first.scores["n_tasks"]
     print(f"{n} tasks of {args.config}/{args.split} ({first.scores['n_repos']} repositories), "
           f"{len(modes)} configurations ({', '.join(modes)}), {record['method']} with adapters on "

@@ -232,13 +232,13 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
                  for i, (m, path) in enumerate(_audit_caches(obj, every, cache_path, run_key))]
     n_new = predict_missing(sinks)
     used_ckpt = ready[0] if ready else ckpt_path
+    header = {"dataset_sha256": bench.sha256, "config": config, "split": split,
+              "method": method, "model": model_ref.name, "scoring": scoring}
     audit = _audit(obj, tasks, cache_path, run_key, out, predict_missing, ensure_ready, n_boot,
-                   scoring) if type(obj).audit_modes and getattr(obj.options, "audit", True) else None
+                   scoring, every, header) if auditing else None
     if ready and ready[0] is not None:
         used_ckpt = ready[0]
 
-    header = {"dataset_sha256": bench.sha256, "config": config, "split": split,
-              "method": method, "model": model_ref.name, "scoring": scoring}
     if scoring == "generate":
         write_jsonl(out / "predictions.jsonl", [header] + [cached[t["task_id"]] for t in tasks])
     scored = score_records(tasks, cached, scoring)
@@ -403,7 +403,7 @@ def _audit_caches(obj: Method, tasks: list[dict], cache_path: Path, run_key: str
 
 def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: Path,
            predict_missing, ensure_ready, n_boot: int, scoring: str = "generate",
-           every: list[dict] | None = None) -> dict:
+           every: list[dict] | None = None, header: dict | None = None) -> dict:
     """Score the same tasks with every audit mode's adapters (e.g. own, mean, shuffled):
     em micro and macro with repository-bootstrap CIs, the paired difference of the own
     adapter over each replacement, and the method's extra figures (adapter cosines)."""
@@ -421,7 +421,8 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
         scored[mode] = score_records(tasks, have, scoring)
         if i > 0:
             write_jsonl(out / f"samples-{mode}.jsonl",
-                        [{"mode": mode, "scoring": scoring}] + [x.sample() for x in scored[mode]])
+                        [{**(header or {}), "mode": mode, "scoring": scoring}]
+                        + [x.sample() for x in scored[mode]])
     if len(modes) > 1:
         obj.set_audit_mode(modes[0])
     rev = type(obj).audit_revision.get("info", "")

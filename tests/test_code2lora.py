@@ -275,11 +275,18 @@ def test_a_sharded_audit_merges_into_the_unsharded_one(world, static_ckpt, tmp_p
     from evaluators.harness import merge
     root, bench, tiny = world
     run = dict(checkpoint=static_ckpt, progress=False, scoring="teacher-forced")
+    from repopeftbench.dataset import Benchmark
+    from repopeftbench.io import cache_root
     whole = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny),
                      tmp_path / "whole", **run)
+    cached = sorted((cache_root() / "predictions").iterdir())
     for i in range(2):
-        evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / f"s{i}",
-                 shard=(i, 2), **run)
+        shard = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny),
+                         tmp_path / f"s{i}", shard=(i, 2), **run)
+        assert shard.n_predicted_now == 0          # the unsharded run's cache serves them
+    assert sorted((cache_root() / "predictions").iterdir()) == cached   # no other audit cache
+    from evaluators.report import read_samples
+    read_samples(tmp_path / "s0" / "samples-mean.jsonl", Benchmark(bench).sha256)
     merged = merge([tmp_path / "s0", tmp_path / "s1"], tmp_path / "merged")
     assert merged.audit == whole.audit and merged.scores == whole.scores
     assert (tmp_path / "merged" / "samples-mean.jsonl").read_bytes() == \
