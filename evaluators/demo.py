@@ -33,7 +33,7 @@ DEMO_LIMIT = 10
 # together) cover many more tasks in the time generation takes for a few; the methods
 # whose prompts are the prefix alone are cheap enough for it (retrieval makes every prompt
 # 1,024 tokens of its own).
-DEMO_TF_LIMIT = 100
+DEMO_TF_LIMIT = 30
 
 
 def installed_test_suites(limit: int = 10) -> list[tuple[str, Path]]:

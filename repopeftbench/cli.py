@@ -414,7 +414,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="comma-separated methods (default: pretrained and rag-bm25)")
     d.add_argument("--limit", type=_positive_int, default=None, help="tasks per split (default 10)")
     d.add_argument("--tf-limit", type=int, default=None,
-                   help="tasks per split scored teacher-forced with pretrained (default 100; 0: "
+                   help="tasks per split scored teacher-forced with pretrained (default 30; 0: "
                         "none)")
     d.add_argument("--max-input-tokens", type=_positive_int, default=None,
                    help="left-truncate inputs to this many tokens (default 1024, to stay within "
