@@ -88,7 +88,7 @@ def import_statements(text: str) -> list[str]:
     return out
 
 
-def _package_of(test_file: str, modules: dict[str, str]) -> list[str]:
+def _package_of(test_file: str) -> list[str]:
     """The dotted package of a file (for relative imports): its directories, less a root."""
     parts = test_file[:-3].split("/")[:-1] if test_file.endswith(".py") else []
     for root in ROOTS:
@@ -106,7 +106,7 @@ class _Wanted:
 
 
 def parse_imports(prefix: str, test_file: str, modules: dict[str, str]) -> list[_Wanted]:
-    pkg = _package_of(test_file, modules)
+    pkg = _package_of(test_file)
     out: list[_Wanted] = []
     for stmt in import_statements(prefix):
         m = _FROM.match(stmt)
@@ -140,10 +140,7 @@ def _signature(source: str, node: ast.AST) -> str:
     """A def's or class's header (decorators and every line up to the body)."""
     lines = source.split("\n")
     start = min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno]) - 1
-    body = node.body[0]                                              # type: ignore[attr-defined]
-    end = body.lineno - 1
-    if isinstance(body, ast.Expr) and isinstance(getattr(body, "value", None), ast.Constant):
-        end = body.lineno - 1
+    end = node.body[0].lineno - 1                                    # type: ignore[attr-defined]
     head = lines[start:max(end, node.lineno)]
     return "\n".join(head).rstrip()
 
