@@ -1,9 +1,9 @@
 """The frozen lower layers, computed once: with adapters on the top K decoder layers only
 (``top_layers=K``), what enters layer ``L - K`` depends on the example's tokens alone. It
 is computed once per example with the base model, when a training step first needs it,
-and kept on disk (one memory-mapped float32 file per (model, examples, layer), under the
-user cache), and every later step and epoch, and every method that trains on the same
-examples, runs only the top K layers from it.
+and kept on disk (one float32 ``.npy`` file per (model, layer, example), under the user
+cache), and every later step and epoch, and every method that trains on the example, runs
+only the top K layers from it.
 
 ``top_forward`` runs a causal LM from such hidden states: the decoder's layer list is cut
 to its top layers for the call and the states are given as ``inputs_embeds``, so the
@@ -73,49 +73,45 @@ class LowerLayerCache:
     """The inputs of layer ``start`` for ``examples`` (lists of token ids), on disk, each
     example computed the first time a batch asks for it (training that samples a few
     hundred of thousands of examples computes those only) and kept for every later step,
-    epoch and run. Each example is computed alone, so its bytes never depend on which
-    examples were computed with it."""
+    epoch and run. Each example is computed alone and stored under a hash of (model
+    revision, layer, its token ids), so its bytes never depend on which examples were
+    computed with it, and every method that trains on an example (shared LoRA on all
+    repositories, per-repository LoRA on one, Code2LoRA) computes it once between them."""
 
     def __init__(self, model, examples: list[dict], start: int, revision: str,
                  device: str = "cpu", directory: Path | None = None, progress: bool = False):
         self.start, self.model, self.examples, self.device = start, model, examples, device
-        h = hashlib.sha256(f"{revision}\0{start}\0".encode())
+        self.directory = Path(directory or cache_root() / "lower_layers")
+        self.width = int(model.config.hidden_size)
+        prefix = f"{revision}\0{start}\0{self.width}\0".encode()
+        self.paths = []
         for e in examples:
-            h.update(np.asarray(e["input_ids"], dtype=np.int64).tobytes() + b"\0")
-        key = h.hexdigest()[:24]
-        directory = directory or cache_root() / "lower_layers"
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"{key}.f32"
-        self.done_path = directory / f"{key}.done"       # one byte per example: 1 once written
-        lengths = np.array([len(e["input_ids"]) for e in examples], dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
-        width = int(model.config.hidden_size)
-        size = int(self.offsets[-1]) * width * 4
-        if not self.path.exists() or self.path.stat().st_size != size \
-                or not self.done_path.exists() or self.done_path.stat().st_size != len(examples):
-            self._create(size, len(examples))
-        self.data = np.memmap(self.path, dtype=np.float32, mode="r+",
-                              shape=(int(self.offsets[-1]), width))
-        self.done = np.memmap(self.done_path, dtype=np.uint8, mode="r+", shape=(len(examples),))
+            key = hashlib.sha256(prefix + np.asarray(e["input_ids"], dtype=np.int64).tobytes())
+            key = key.hexdigest()[:32]
+            self.paths.append(self.directory / key[:2] / f"{key}.npy")
+        self.done = np.array([p.exists() for p in self.paths], dtype=bool)
         self.progress = progress
-
-    def _create(self, size: int, n: int) -> None:
-        """An empty (sparse) data file and a zero done-map, each published whole."""
-        for path, nbytes in ((self.path, size), (self.done_path, n)):
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.truncate(nbytes)
-            publish(tmp, path)
 
     @property
     def n_computed(self) -> int:
         return int(self.done.sum())
 
+    def states(self, i: int) -> np.ndarray:
+        """(tokens, hidden) float32: the cached inputs of layer ``start`` for example i."""
+        self.fill([i])
+        return np.load(self.paths[i])
+
     def fill(self, indices: list[int] | None = None) -> None:
-        """Compute the examples ``indices`` (default: all) that are not on disk yet."""
+        """Compute the examples ``indices`` (default: all) that are not on disk yet (each
+        file is published whole, so an interrupted fill leaves no partial example)."""
         from tqdm import tqdm
-        todo = [i for i in (range(len(self.examples)) if indices is None else indices)
-                if not self.done[i]]
+        wanted = range(len(self.examples)) if indices is None else indices
+        todo = []
+        for i in dict.fromkeys(wanted):
+            if not self.done[i]:
+                self.done[i] = self.paths[i].exists()      # another run may have computed it
+                if not self.done[i]:
+                    todo.append(i)
         if not todo:
             return
         was_training = self.model.training
@@ -126,12 +122,14 @@ class LowerLayerCache:
             for i in todo:
                 ids = torch.tensor([self.examples[i]["input_ids"]], device=self.device)
                 states = layer_inputs(self.model, ids, torch.ones_like(ids), self.start)
-                a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-                self.data[a:b] = states[0].float().cpu().numpy()
+                path = self.paths[i]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+                with open(tmp, "wb") as fh:
+                    np.save(fh, states[0].float().cpu().numpy())
+                publish(tmp, path)
+                self.done[i] = True
                 bar.update(1)
-            self.data.flush()                   # the states before the flags that vouch for them
-            self.done[todo] = 1
-            self.done.flush()
         finally:
             bar.close()
             self.model.train(was_training)
@@ -142,9 +140,8 @@ class LowerLayerCache:
         self.fill(index.tolist())
         rows = []
         for i in index.tolist():
-            a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-            t = torch.from_numpy(np.array(self.data[a:b]))
-            if b - a < width:
-                t = torch.cat([t, t.new_zeros(width - (b - a), t.shape[1])])
+            t = torch.from_numpy(np.load(self.paths[i]))
+            if t.shape[0] < width:
+                t = torch.cat([t, t.new_zeros(width - t.shape[0], t.shape[1])])
             rows.append(t)
         return torch.stack(rows).to(device=device, dtype=dtype)
