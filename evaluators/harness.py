@@ -168,95 +168,211 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
     the tasks of shard i of n only (``shard_repos``: whole repositories, so an adapter
     loads once), with the method prepared on every task, as the unsharded run; ``merge``
     combines the n run directories into the unsharded run's results."""
-    if scoring not in SCORINGS:
-        raise UserError(f"unknown scoring {scoring!r}; choose from {', '.join(SCORINGS)}")
-    t0 = time.time()
-    bench = Benchmark(dataset_dir)
-    every = bench.tasks(config, split, limit=limit, sample=sample)
-    tasks = every
-    if shard is not None:
-        mine = shard_repos(every, *shard)
-        tasks = [t for t in every if t["repo_id"] in mine]
-    out = Path(out_dir)
-    context = RunContext(model_name=model, device=device, generation=generation, seed=seed,
-                         artifacts_dir=out / "artifacts", backend_name=backend, progress=progress)
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    obj = _make_method(method, context, method_options, ckpt_path)
-    obj.check_split(config, split)
-    check_input_budget(obj, generation)
-    uses_model = type(obj).uses_model
-    model_ref = ModelRef(model if uses_model else None, model_revision(model) if uses_model else None)
-    gen = generation.to_dict() if uses_model else None
-    key_fields = {"method": obj.config(), "model": model_ref.__dict__, "generation": gen,
-                  "device_kind": ("cuda" if device.startswith("cuda") else device) if uses_model else None,
-                  "dataset_sha256": bench.sha256, "config": config, "split": split, "seed": seed,
-                  "checkpoint": checkpoint_fingerprint(ckpt_path) if ckpt_path else None}
-    if obj.trainable and ckpt_path is None:
-        key_fields["trained_in_run"] = str(out.resolve())
-    if scoring != "generate":
-        if not uses_model:
-            raise UserError(f"method {method!r} uses no model: teacher-forced scoring does not "
-                            f"apply (use --scoring generate)")
-        key_fields["scoring"] = scoring
-    run_key = sha256_text(canonical_json(key_fields))[:20]
-    cache_path = cache_root() / "predictions" / f"{run_key}.jsonl"
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    cached = _read_cache(cache_path)
+    run = _Evaluation(dataset_dir, config, split, method, model, out_dir, limit, device,
+                      generation, method_options, checkpoint, seed, backend, progress, n_boot,
+                      sample, scoring, shard)
+    run.n_new = run.predict_missing(run.sinks)
+    return run.finish()
 
-    ready: list[Path | None] = []     # the checkpoint, once the method is ready to predict
 
-    def ensure_ready() -> None:
-        if not ready:
-            ready.append(_prepare(obj, bench, config, model, ckpt_path, out))
-            obj.setup(bench, config)
-            obj.prepare(every)          # a shard's method sees the whole task set
+@dataclasses.dataclass
+class RunSpec:
+    """One method of ``evaluate_together``: its name, options, checkpoint and run directory."""
+    method: str
+    out_dir: str | Path
+    options: list[str] | dict | None = None
+    checkpoint: str | Path | None = None
 
-    def predict_missing(sinks: list[Sink]) -> int:
-        """Predict (or score) every task some sink lacks, for every sink at once."""
+
+def evaluate_together(dataset_dir: str | Path, config: str, split: str, runs: list[RunSpec],
+                      model: str, limit: int | None = None, device: str = "cpu",
+                      generation: GenerationConfig = GenerationConfig(), seed: int = 0,
+                      backend: str = "hf", progress: bool = True, n_boot: int = 1000,
+                      sample: str = "hash", scoring: str = "teacher-forced",
+                      shard: tuple[int, int] | None = None) -> list[Results]:
+    """Several methods on the same tasks with one model: each run directory, cache and
+    results record is the one ``evaluate`` of that method alone gives, but teacher-forced,
+    every configuration of a task (each method, each audit mode) is scored in one pass, so
+    the layers below the adapters run once for all of them (generation predicts one
+    method after another, sharing the loaded model). A run's ``wall_time_s`` is the joint
+    run's."""
+    if not runs:
+        raise UserError("evaluate_together needs at least one run")
+    shared: list = []            # one backend for every method: the model loads once
+    evals = [_Evaluation(dataset_dir, config, split, r.method, model, r.out_dir, limit, device,
+                         generation, r.options, r.checkpoint, seed, backend, progress, n_boot,
+                         sample, scoring, shard, shared_backend=shared) for r in runs]
+    outs = [str(Path(e.out).resolve()) for e in evals]
+    if len(set(outs)) != len(outs):
+        raise UserError("evaluate_together: every run needs its own run directory")
+    if scoring == "teacher-forced":
+        n_new = _predict_missing_joint([(e, e.sinks) for e in evals])
+        for e, n in zip(evals, n_new):
+            e.n_new = n
+    else:
+        for e in evals:
+            e.n_new = e.predict_missing(e.sinks)
+    return [e.finish() for e in evals]
+
+
+class _Evaluation:
+    """One method on one split: its tasks, run key, prediction cache and audit sinks
+    (``__init__``), the predictions it lacks (``predict_missing``), and its run
+    directory and results (``finish``)."""
+
+    def __init__(self, dataset_dir, config, split, method, model, out_dir, limit, device,
+                 generation, method_options, checkpoint, seed, backend, progress, n_boot,
+                 sample, scoring, shard, shared_backend: list | None = None):
+        if scoring not in SCORINGS:
+            raise UserError(f"unknown scoring {scoring!r}; choose from {', '.join(SCORINGS)}")
+        self.t0 = time.time()
+        self.bench = bench = Benchmark(dataset_dir)
+        self.config, self.split, self.method, self.model = config, split, method, model
+        self.limit, self.device, self.generation = limit, device, generation
+        self.seed, self.n_boot, self.sample, self.scoring = seed, n_boot, sample, scoring
+        self.shard = shard
+        self.every = bench.tasks(config, split, limit=limit, sample=sample)
+        self.tasks = self.every
+        if shard is not None:
+            mine = shard_repos(self.every, *shard)
+            self.tasks = [t for t in self.every if t["repo_id"] in mine]
+        self.out = out = Path(out_dir)
+        context = RunContext(model_name=model, device=device, generation=generation, seed=seed,
+                             artifacts_dir=out / "artifacts", backend_name=backend,
+                             progress=progress)
+        if shared_backend is not None:
+            context = _SharedBackendContext.wrap(context, shared_backend)
+        self.ckpt_path = Path(checkpoint) if checkpoint is not None else None
+        self.obj = obj = _make_method(method, context, method_options, self.ckpt_path)
+        obj.check_split(config, split)
+        check_input_budget(obj, generation)
+        uses_model = type(obj).uses_model
+        self.model_ref = ModelRef(model if uses_model else None,
+                                  model_revision(model) if uses_model else None)
+        self.gen = generation.to_dict() if uses_model else None
+        key_fields = {"method": obj.config(), "model": self.model_ref.__dict__,
+                      "generation": self.gen,
+                      "device_kind": ("cuda" if device.startswith("cuda") else device)
+                      if uses_model else None,
+                      "dataset_sha256": bench.sha256, "config": config, "split": split,
+                      "seed": seed,
+                      "checkpoint": checkpoint_fingerprint(self.ckpt_path) if self.ckpt_path else None}
+        if obj.trainable and self.ckpt_path is None:
+            key_fields["trained_in_run"] = str(out.resolve())
+        if scoring != "generate":
+            if not uses_model:
+                raise UserError(f"method {method!r} uses no model: teacher-forced scoring does "
+                                f"not apply (use --scoring generate)")
+            key_fields["scoring"] = scoring
+        self.run_key = sha256_text(canonical_json(key_fields))[:20]
+        self.cache_path = cache_root() / "predictions" / f"{self.run_key}.jsonl"
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        self.cached = _read_cache(self.cache_path)
+        self.ready: list[Path | None] = []   # the checkpoint, once the method can predict
+        self.auditing = bool(type(obj).audit_modes) and getattr(obj.options, "audit", True)
+        self.sinks: list[Sink] = [(None, self.cache_path, self.cached)]
+        if self.auditing and scoring == "teacher-forced":
+            # every audit configuration of a task scored in one pass (lower layers shared)
+            self.sinks = [(m, path, _read_cache(path) if i else self.cached) for i, (m, path)
+                          in enumerate(_audit_caches(obj, self.every, self.cache_path, self.run_key))]
+        self.n_new = 0
+
+    def ensure_ready(self) -> None:
+        if not self.ready:
+            self.ready.append(_prepare(self.obj, self.bench, self.config, self.model,
+                                       self.ckpt_path, self.out))
+            self.obj.setup(self.bench, self.config)
+            self.obj.prepare(self.every)          # a shard's method sees the whole task set
+
+    def missing(self, sinks: list[Sink]) -> dict[str, list[dict]]:
+        """The tasks some sink lacks, by repository."""
         by_repo: dict[str, list[dict]] = {}
-        for t in tasks:
+        for t in self.tasks:
             if any(t["task_id"] not in have for _, _, have in sinks):
                 by_repo.setdefault(t["repo_id"], []).append(t)
+        return by_repo
+
+    def label(self, sinks: list[Sink]) -> str:
+        mode = sinks[0][0]
+        return self.method if mode is None else \
+            f"{self.method} [{'+'.join(str(m) for m, _, _ in sinks)}]"
+
+    def predict_missing(self, sinks: list[Sink]) -> int:
+        """Predict (or score) every task some sink lacks, for every sink at once."""
+        by_repo = self.missing(sinks)
         if by_repo:
-            ensure_ready()
-            mode = sinks[0][0]
-            label = method if mode is None else f"{method} [{'+'.join(str(m) for m, _, _ in sinks)}]"
-            _predict_all(obj, by_repo, sinks, label, scoring)
+            self.ensure_ready()
+            _predict_all([(self.obj, m, p, h) for m, p, h in sinks], by_repo,
+                         self.label(sinks), self.scoring)
         return sum(len(v) for v in by_repo.values())
 
-    auditing = bool(type(obj).audit_modes) and getattr(obj.options, "audit", True)
-    sinks: list[Sink] = [(None, cache_path, cached)]
-    if auditing and scoring == "teacher-forced":
-        # every audit configuration of a task scored in one pass (lower layers shared)
-        sinks = [(m, path, _read_cache(path) if i else cached)
-                 for i, (m, path) in enumerate(_audit_caches(obj, every, cache_path, run_key))]
-    n_new = predict_missing(sinks)
-    used_ckpt = ready[0] if ready else ckpt_path
-    header = {"dataset_sha256": bench.sha256, "config": config, "split": split,
-              "method": method, "model": model_ref.name, "scoring": scoring}
-    audit = _audit(obj, tasks, cache_path, run_key, out, predict_missing, ensure_ready, n_boot,
-                   scoring, every, header) if auditing else None
-    if ready and ready[0] is not None:
-        used_ckpt = ready[0]
+    def finish(self) -> Results:
+        """The audit (scoring what its modes lack), the run directory and results.json."""
+        obj, bench, tasks, scoring, out = self.obj, self.bench, self.tasks, self.scoring, self.out
+        used_ckpt = self.ready[0] if self.ready else self.ckpt_path
+        header = {"dataset_sha256": bench.sha256, "config": self.config, "split": self.split,
+                  "method": self.method, "model": self.model_ref.name, "scoring": scoring}
+        audit = _audit(obj, tasks, self.cache_path, self.run_key, out, self.predict_missing,
+                       self.ensure_ready, self.n_boot, scoring, self.every, header) \
+            if self.auditing else None
+        if self.ready and self.ready[0] is not None:
+            used_ckpt = self.ready[0]
+        cached = self.cached
+        if scoring == "generate":
+            write_jsonl(out / "predictions.jsonl", [header] + [cached[t["task_id"]] for t in tasks])
+        scored = score_records(tasks, cached, scoring)
+        write_jsonl(out / SAMPLES_FILE, [header] + [s.sample() for s in scored])
+        shard = self.shard
+        results = Results(
+            run_key=self.run_key,
+            dataset=DatasetRef(str(bench.dir), bench.sha256, self.config, self.split, self.limit,
+                               bench.manifest.get("config", {}).get("profile"),
+                               self.sample if self.limit is not None else "hash"),
+            method=obj.config(), model=self.model_ref, scores=summarise(scored, n_boot=self.n_boot),
+            seed=self.seed, scoring=scoring, packages=package_versions(),
+            device=self.device if type(obj).uses_model else None, generation=self.gen,
+            wall_time_s=round(time.time() - self.t0, 2), n_predicted_now=self.n_new,
+            checkpoint=str(used_ckpt) if used_ckpt else None, audit=audit,
+            shard={"index": shard[0], "count": shard[1],
+                   "repos": sorted({t["repo_id"] for t in tasks}),
+                   "n_tasks_all": len(self.every), "n_boot": self.n_boot}
+            if shard is not None else None)
+        results.save(out)
+        return results
 
-    if scoring == "generate":
-        write_jsonl(out / "predictions.jsonl", [header] + [cached[t["task_id"]] for t in tasks])
-    scored = score_records(tasks, cached, scoring)
-    write_jsonl(out / SAMPLES_FILE, [header] + [s.sample() for s in scored])
-    results = Results(
-        run_key=run_key,
-        dataset=DatasetRef(str(bench.dir), bench.sha256, config, split, limit,
-                           bench.manifest.get("config", {}).get("profile"),
-                           sample if limit is not None else "hash"),
-        method=obj.config(), model=model_ref, scores=summarise(scored, n_boot=n_boot), seed=seed,
-        scoring=scoring,
-        packages=package_versions(), device=device if uses_model else None, generation=gen,
-        wall_time_s=round(time.time() - t0, 2), n_predicted_now=n_new,
-        checkpoint=str(used_ckpt) if used_ckpt else None, audit=audit,
-        shard={"index": shard[0], "count": shard[1], "repos": sorted({t["repo_id"] for t in tasks}),
-               "n_tasks_all": len(every), "n_boot": n_boot} if shard is not None else None)
-    results.save(out)
-    return results
+
+class _SharedBackendContext:
+    """Gives several runs' contexts one backend (the model loads once)."""
+
+    @staticmethod
+    def wrap(context: RunContext, holder: list) -> RunContext:
+        if holder:
+            context._backend = holder[0]
+        else:
+            holder.append(context.backend())
+        return context
+
+
+def _predict_missing_joint(parts: list[tuple["_Evaluation", list[Sink]]]) -> list[int]:
+    """Teacher-forced: every task any run's sink lacks, scored for every sink of every run
+    in one pass; the number of tasks each run lacked."""
+    entries, counts, union = [], [], {}
+    for ev, sinks in parts:
+        by_repo = ev.missing(sinks)
+        counts.append(sum(len(v) for v in by_repo.values()))
+        for repo, group in by_repo.items():
+            for t in group:
+                union.setdefault(repo, {})[t["task_id"]] = t
+    if not union:
+        return counts
+    for ev, sinks in parts:
+        ev.ensure_ready()
+        entries += [(ev.obj, m, p, h) for m, p, h in sinks]
+    order = {t["task_id"]: i for i, t in enumerate(parts[0][0].tasks)}
+    by_repo = {r: sorted(ts.values(), key=lambda t: order.get(t["task_id"], len(order)))
+               for r, ts in union.items()}
+    _predict_all(entries, by_repo, " + ".join(ev.label(s) for ev, s in parts), "teacher-forced")
+    return counts
 
 
 def _jsonl(path: Path) -> tuple[dict, list[dict]]:
@@ -458,13 +574,16 @@ def audit_summary(modes: tuple[str, ...] | list[str], scored: dict[str, list[Sco
     return audit
 
 
-def _predict_all(obj: Method, by_repo: dict[str, list[dict]], sinks: list[Sink], method: str,
-                 scoring: str = "generate") -> None:
-    """Ask the method for every repository's predictions, under each sink's audit mode;
-    generate (or score) pending requests in chunks that mix repositories, every sink's
-    request of a task together; append each finished result to its sink's cache."""
-    if scoring == "generate" and len(sinks) != 1:
+def _predict_all(entries: list[tuple[Method, str | None, Path, dict]], by_repo: dict[str, list[dict]],
+                 method: str, scoring: str = "generate") -> None:
+    """Ask each entry's method (under its audit mode) for every repository's predictions;
+    generate (or score) pending requests in chunks that mix repositories, every entry's
+    request of a task together (entries of several methods share one backend); append
+    each finished result to its entry's cache file."""
+    if scoring == "generate" and len(entries) != 1:
         raise ValueError("generation predicts one audit mode at a time")
+    sinks = [(mode, path, have) for _, mode, path, have in entries]
+    backend = entries[0][0].context.backend()
     pending: list[tuple[dict, list[Request]]] = []
     files = [_open_cache_for_append(path) for _, path, _ in sinks]
     try:
@@ -488,12 +607,12 @@ def _predict_all(obj: Method, by_repo: dict[str, list[dict]], sinks: list[Sink],
 
         def flush() -> None:
             if pending and scoring == "teacher-forced":
-                obj.context.backend().score_configurations(
+                backend.score_configurations(
                     [[reqs[c] for _, reqs in pending] for c in range(len(sinks))],
                     [t["target"] for t, _ in pending], desc=f"{method}: teacher-forced",
                     on_result=lambda c, i, sc: record_tf(c, pending[i][0], sc))
             elif pending:
-                obj.context.backend().generate([reqs[0] for _, reqs in pending],
+                backend.generate([reqs[0] for _, reqs in pending],
                                                desc=f"{method}: generating",
                                                on_result=lambda i, raw: record(0, pending[i][0], raw))
             pending.clear()
@@ -504,12 +623,12 @@ def _predict_all(obj: Method, by_repo: dict[str, list[dict]], sinks: list[Sink],
         for repo_id in sorted(by_repo):
             group = by_repo[repo_id]
             answers = []
-            for mode, _, _ in sinks:
+            for obj, mode, _, _ in entries:
                 if mode is not None:
                     obj.set_audit_mode(mode)
                 outs = obj.predict(repo_id, group)
                 if len(outs) != len(group):
-                    raise RuntimeError(f"method {method!r} returned {len(outs)} predictions for "
+                    raise RuntimeError(f"method {obj.name!r} returned {len(outs)} predictions for "
                                        f"{len(group)} tasks of {repo_id}")
                 answers.append(outs)
             for k, task in enumerate(group):

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from . import __version__
 from .errors import UserError
@@ -102,6 +103,43 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_scores(results))
     print(f"Run written to {args.out} (predictions.jsonl, results.json); "
           f"{results.n_predicted_now} tasks predicted now, {results.wall_time_s} s.")
+    return 0
+
+
+def _run_spec(text: str):
+    """OUT=METHOD[,checkpoint=DIR][,KEY=VALUE...]: one run of evaluate-together."""
+    from evaluators.harness import RunSpec
+
+    out, sep, rest = text.partition("=")
+    parts = rest.split(",") if rest else []
+    if not (sep and out and parts and parts[0] and "=" not in parts[0]):
+        raise argparse.ArgumentTypeError(f"{text!r}: give OUT=METHOD[,checkpoint=DIR][,KEY=VALUE...]")
+    checkpoint, options = None, []
+    for item in parts[1:]:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise argparse.ArgumentTypeError(f"{text!r}: {item!r} is not KEY=VALUE")
+        if key == "checkpoint":
+            checkpoint = value
+        else:
+            options.append(item)
+    return RunSpec(method=parts[0], out_dir=out, options=options, checkpoint=checkpoint)
+
+
+def cmd_evaluate_together(args: argparse.Namespace) -> int:
+    from evaluators.harness import evaluate_together, format_scores
+
+    t0 = time.time()
+    all_results = evaluate_together(args.dataset, args.config, args.split, args.run, args.model,
+                                    limit=args.limit, device=args.device,
+                                    generation=_generation(args), seed=args.seed,
+                                    backend=args.backend, progress=not args.no_progress,
+                                    sample=args.sample.replace("-", "_"), scoring=args.scoring,
+                                    shard=args.shard)
+    for spec, results in zip(args.run, all_results):
+        print(f"== {spec.out_dir} ({spec.method})")
+        print(format_scores(results))
+    print(f"{len(all_results)} runs written; {time.time() - t0:.1f} s together.")
     return 0
 
 
@@ -236,6 +274,23 @@ def _add_method_args(p: argparse.ArgumentParser, default: str | None) -> None:
     _add_model_args(p)
 
 
+def _add_task_args(p: argparse.ArgumentParser, scoring: str = "generate") -> None:
+    """Which tasks a run scores, and how (evaluate and evaluate-together)."""
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="evaluate a fixed sample of N tasks")
+    p.add_argument("--scoring", choices=("generate", "teacher-forced"), default=scoring,
+                   help="generate each completion and score it, or score the target "
+                        "teacher-forced in one forward pass: tf_em (strict greedy exact match "
+                        f"without decoding), tf_token_acc, tf_logprob (default: {scoring})")
+    p.add_argument("--sample", choices=("hash", "per-repo"), default="hash",
+                   help="how --limit samples: the first N tasks by task-id hash (default), or "
+                        "tasks dealt round-robin over repositories (covers more of them)")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="evaluate shard I of N only: whole repositories, dealt evenly by task "
+                        "count; each shard writes its own run directory, and 'merge' joins them "
+                        "into the unsharded run (e.g. one SLURM array task per shard)")
+
+
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="prompts per batch (default: the backend's choice: 8 on CUDA, 1 on CPU)")
@@ -322,21 +377,29 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="run directory")
     e.add_argument("--checkpoint", default=None,
                    help="checkpoint directory written by 'repopeftbench train'")
-    e.add_argument("--limit", type=_positive_int, default=None,
-                   help="evaluate a fixed sample of N tasks")
-    e.add_argument("--scoring", choices=("generate", "teacher-forced"), default="generate",
-                   help="generate each completion and score it (default), or score the target "
-                        "teacher-forced in one forward pass: tf_em (strict greedy exact match "
-                        "without decoding), tf_token_acc, tf_logprob")
-    e.add_argument("--sample", choices=("hash", "per-repo"), default="hash",
-                   help="how --limit samples: the first N tasks by task-id hash (default), or "
-                        "tasks dealt round-robin over repositories (covers more of them)")
-    e.add_argument("--shard", type=_shard, default=None, metavar="I/N",
-                   help="evaluate shard I of N only: whole repositories, dealt evenly by task "
-                        "count; each shard writes its own run directory, and 'merge' joins them "
-                        "into the unsharded run (e.g. one SLURM array task per shard)")
+    _add_task_args(e)
     _add_generation_args(e)
     e.set_defaults(func=cmd_evaluate)
+
+    et = sub.add_parser(
+        "evaluate-together", help="several methods on the same tasks, the model loaded once",
+        description="Evaluate several methods on one split with one model. Each run directory, "
+                    "cache and results record is what 'evaluate' of that method alone writes; "
+                    "teacher-forced (the default here), every method's and audit mode's "
+                    "configuration of a task is scored in one pass, so the layers below the "
+                    "adapters (top_layers) run once for all of them.")
+    et.add_argument("--dataset", required=True, help="benchmark directory written by 'build'")
+    et.add_argument("--config", default="static", choices=["static", "evolution"],
+                    help="track (default: static)")
+    et.add_argument("--split", default="test_cross_repo")
+    et.add_argument("--run", type=_run_spec, action="append", required=True,
+                    metavar="OUT=METHOD[,checkpoint=DIR][,KEY=VALUE...]",
+                    help="a run: its directory, method, checkpoint and options (repeatable)")
+    et.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    _add_model_args(et)
+    _add_task_args(et, scoring="teacher-forced")
+    _add_generation_args(et)
+    et.set_defaults(func=cmd_evaluate_together)
 
     mg = sub.add_parser("merge", help="join the shards of one evaluation into one run",
                         description="Join the run directories of 'evaluate --shard I/N' (each "

@@ -505,3 +505,43 @@ def test_mean_adapter_is_the_mean_update_and_update_cosine_ignores_factor_signs(
     want = b[0] @ a[0]
     assert torch.allclose(both.B["l.0.q_proj"] @ both.A["l.0.q_proj"], want, rtol=1e-4,
                           atol=1e-5 * float(want.abs().max()))
+
+
+def test_methods_evaluated_together_equal_each_evaluated_alone(world, static_ckpt, tmp_path,
+                                                              monkeypatch):
+    """evaluate-together: the pretrained model, shared LoRA and Code2LoRA with its audit
+    scored teacher-forced in one pass give each run the results, samples and audit that
+    evaluating it alone gives, and its cache serves the lone run."""
+    from evaluators.harness import RunSpec, evaluate_together
+    from repopeftbench.cli import main
+    root, bench, tiny = world
+    lora = train("shared-lora", bench, "static", tmp_path / "lora", model=str(tiny),
+                 options=["max_steps=2", "r=2", "alpha=4", "top_layers=1"], progress=False)
+    runs = [RunSpec("pretrained", tmp_path / "t-pre"),
+            RunSpec("shared-lora", tmp_path / "t-lora", checkpoint=lora),
+            RunSpec("code2lora-static", tmp_path / "t-c2l", checkpoint=static_ckpt)]
+    together = evaluate_together(bench, "static", "test_in_repo", runs, str(tiny), progress=False)
+    assert [r.n_predicted_now for r in together] == [together[0].scores["n_tasks"]] * 3
+    for spec, joint in zip(runs, together):
+        alone = evaluate(bench, "static", "test_in_repo", spec.method, str(tiny),
+                         tmp_path / f"a-{spec.method}", checkpoint=spec.checkpoint,
+                         progress=False, scoring="teacher-forced")
+        assert alone.n_predicted_now == 0                    # the joint run's cache serves it
+        assert alone.run_key == joint.run_key and alone.scores == joint.scores
+        assert alone.audit == joint.audit
+    assert main(["evaluate-together", "--dataset", str(bench), "--split", "test_in_repo",
+                 "--model", str(tiny), "--no-progress",
+                 "--run", f"{tmp_path / 'c-pre'}=pretrained",
+                 "--run", f"{tmp_path / 'c-lora'}=shared-lora,checkpoint={lora}"]) == 0
+    assert json.loads((tmp_path / "c-lora" / "results.json").read_text())["run_key"] == together[1].run_key
+    # scores equal those of runs that never shared a pass (a fresh cache)
+    monkeypatch.setenv("REPOPEFTBENCH_CACHE", str(tmp_path / "fresh-cache"))
+    for spec, joint in zip(runs, together):
+        alone = evaluate(bench, "static", "test_in_repo", spec.method, str(tiny),
+                         tmp_path / f"f-{spec.method}", checkpoint=spec.checkpoint,
+                         progress=False, scoring="teacher-forced")
+        assert alone.n_predicted_now == joint.n_predicted_now
+        for m in ("tf_em", "tf_token_acc"):
+            assert alone.scores["metrics"][m]["micro"] == joint.scores["metrics"][m]["micro"]
+        assert abs(alone.scores["metrics"]["tf_logprob"]["micro"]
+                   - joint.scores["metrics"]["tf_logprob"]["micro"]) < 1e-5
