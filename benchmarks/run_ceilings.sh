@@ -1,41 +1,59 @@
 #!/usr/bin/env bash
 # The ceiling tests of the experiment (issue 19): can any adapter use what a repository's
 # own training tasks carry? Every row on the same static test_in_repo tasks, teacher-forced,
-# one backbone, prompt format, input budget and set of training tasks:
-#   1. per-repo-lora with a real budget (EPOCHS over every training task of each repository)
-#      against shared-lora (the same tasks, the same number of epochs);
-#   2. shared LoRA + a free learned vector per repository (code2lora-static encoder=table,
-#      head=residual: shared LoRA plus a repository-mixed residual that starts at zero);
-#   3. no training: repo-examples (k solved training tasks of the repository before the
-#      prefix; its audit: another repository's).
-# Each is compared with shared-lora, on all tasks and on each knowledge-source label.
+# one backbone, prompt format, input budget and set of training tasks (TASKS per
+# repository, EPOCHS epochs, batch 4, learning rate 2e-4, adapters on the top TOP layers):
+#   1. per-repo-lora: one LoRA per repository, EPOCHS epochs over its own training tasks,
+#      against shared-lora (one LoRA, EPOCHS epochs over all of them);
+#   2. repo-vector: shared LoRA + a free learned vector per repository (code2lora-static
+#      encoder=table, head=residual: shared LoRA plus a repository-mixed residual that
+#      starts at zero; its audit: own, leave-one-out mean, shuffled);
+#   3. repo-examples, no training: k solved training tasks of the repository before the
+#      prefix; its audit: another repository's (prompts differ, so scored on its own, on
+#      EXAMPLES_LIMIT tasks).
+# Then Code2LoRA-Static with the residual head and the stabilisers (MiniLM over the context
+# files), the same budget. The trained methods are scored in one pass (evaluate-together:
+# the layers below the adapters once for all), then each is compared with shared-lora,
+# on all tasks and on each knowledge-source label.
 #   bash benchmarks/run_ceilings.sh BENCH OUT [MODEL]
 set -euo pipefail
 BENCH=$1; OUT=$2; MODEL=${3:-qwen2.5-coder-0.5b}
 INPUT=${INPUT:-512}; TOP=${TOP:-8}; EPOCHS=${EPOCHS:-2}; SPLIT=${SPLIT:-test_in_repo}
+TASKS=${TASKS:-0}; EXAMPLES_LIMIT=${EXAMPLES_LIMIT:-400}; STAGES=${STAGES:-ceilings,code2lora}
 COMMON=(--option max_seq_len="$INPUT" --option top_layers="$TOP" --option batch_size=4
-        --option max_train_tasks_per_repo=0 --option epochs="$EPOCHS" --option save_steps=200)
+        --option max_train_tasks_per_repo="$TASKS" --option epochs="$EPOCHS" --option save_steps=100)
+RESIDUAL=(--option head=residual --option stabilise=true --option learning_rate=2e-4)
 train() {  # name method options...
     local name=$1 m=$2; shift 2
     [ -f "$OUT/ckpt/$name/method.json" ] || repopeftbench train --method "$m" --dataset "$BENCH" \
-        --config static --model "$MODEL" --out "$OUT/ckpt/$name" --no-progress "${COMMON[@]}" "$@"
+        --config static --model "$MODEL" --out "$OUT/ckpt/$name" --no-progress "${COMMON[@]}" "$@" \
+        > "$OUT/train-$name.log" 2>&1
 }
-score() {  # name method [checkpoint]
-    repopeftbench evaluate --dataset "$BENCH" --config static --split "$SPLIT" --method "$2" \
-        --model "$MODEL" --max-input-tokens "$INPUT" --scoring teacher-forced --no-progress \
-        --out "$OUT/runs/$1" ${3:+--checkpoint "$3"} > "$OUT/runs/$1.txt"
+run() { echo "$OUT/runs/$1=$2${3:+,checkpoint=$OUT/ckpt/$3}"; }   # an evaluate-together run
+together() {  # run specs...
+    local args=(); for r in "$@"; do args+=(--run "$r"); done
+    repopeftbench evaluate-together --dataset "$BENCH" --config static --split "$SPLIT" \
+        --model "$MODEL" --max-input-tokens "$INPUT" --no-progress "${args[@]}"
 }
 mkdir -p "$OUT/runs"
-train shared-lora shared-lora
-train per-repo-lora per-repo-lora
-train repo-vector code2lora-static --option encoder=table --option head=residual \
-    --option learning_rate=1e-4 --option stabilise=true
-score pretrained pretrained
-score shared-lora shared-lora "$OUT/ckpt/shared-lora"
-score per-repo-lora per-repo-lora "$OUT/ckpt/per-repo-lora"
-score repo-vector code2lora-static "$OUT/ckpt/repo-vector"
-score repo-examples repo-examples
-for run in pretrained per-repo-lora repo-vector repo-examples; do
+if [[ $STAGES == *ceilings* ]]; then
+    train shared-lora shared-lora
+    train per-repo-lora per-repo-lora
+    train repo-vector code2lora-static --option encoder=table "${RESIDUAL[@]}"
+    together "$(run pretrained pretrained)" "$(run shared-lora shared-lora shared-lora)" \
+        "$(run per-repo-lora per-repo-lora per-repo-lora)" \
+        "$(run repo-vector code2lora-static repo-vector)" > "$OUT/runs/ceilings.txt"
+    repopeftbench evaluate --dataset "$BENCH" --config static --split "$SPLIT" --method repo-examples \
+        --model "$MODEL" --max-input-tokens "$INPUT" --scoring teacher-forced --no-progress \
+        --limit "$EXAMPLES_LIMIT" --out "$OUT/runs/repo-examples" > "$OUT/runs/repo-examples.txt"
+fi
+if [[ $STAGES == *code2lora* ]]; then
+    train c2l-residual code2lora-static --option max_chunks=1 "${RESIDUAL[@]}"
+    together "$(run shared-lora shared-lora shared-lora)" \
+        "$(run c2l-residual code2lora-static c2l-residual)" > "$OUT/runs/code2lora.txt"
+fi
+for run in pretrained per-repo-lora repo-vector c2l-residual; do
+    [ -f "$OUT/runs/$run/results.json" ] || continue
     for label in "" prefix repository none; do
         for metric in tf_em tf_logprob; do
             echo "== $run - shared-lora, $metric${label:+, knowledge_source=$label}"
@@ -43,4 +61,4 @@ for run in pretrained per-repo-lora repo-vector repo-examples; do
                 --metric "$metric" ${label:+--knowledge-source "$label"} | tail -2
         done
     done
-done
+done > "$OUT/compare.txt"
