@@ -112,13 +112,14 @@ def _make_method(method: str, context: RunContext, options, checkpoint: Path | N
 
 def train(method: str, dataset_dir: str | Path, track: str, out_dir: str | Path,
           model: str = "smollm2", options: list[str] | dict | None = None, device: str = "cpu",
-          seed: int = 0, backend: str = "hf", progress: bool = True) -> Path:
+          seed: int = 0, backend: str = "hf", progress: bool = True,
+          backend_options: list[str] | dict | None = None) -> Path:
     """Train a method once on the benchmark's ``track`` training tables; save it to
     ``out_dir`` (a checkpoint directory that ``evaluate --checkpoint`` reads)."""
     bench = Benchmark(dataset_dir)
     out = Path(out_dir)
     context = RunContext(model_name=model, device=device, seed=seed, artifacts_dir=out,
-                         backend_name=backend, progress=progress)
+                         backend_name=backend, progress=progress, backend_options=backend_options)
     obj = _make_method(method, context, options)
     if not obj.trainable:
         raise UserError(f"method {method!r} does not train; evaluate it directly")
@@ -160,7 +161,8 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
              method_options: list[str] | dict | None = None, checkpoint: str | Path | None = None,
              seed: int = 0, backend: str = "hf", progress: bool = True,
              n_boot: int = 1000, sample: str = "hash", scoring: str = "generate",
-             shard: tuple[int, int] | None = None) -> Results:
+             shard: tuple[int, int] | None = None,
+             backend_options: list[str] | dict | None = None) -> Results:
     """Run ``method`` on ``config/split`` of a built benchmark; write and return results.
     ``limit`` and ``sample`` choose a fixed sample of tasks (``Benchmark.tasks``).
     ``scoring="teacher-forced"`` scores each target in one forward pass (``tf_em``,
@@ -170,7 +172,7 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
     combines the n run directories into the unsharded run's results."""
     run = _Evaluation(dataset_dir, config, split, method, model, out_dir, limit, device,
                       generation, method_options, checkpoint, seed, backend, progress, n_boot,
-                      sample, scoring, shard)
+                      sample, scoring, shard, backend_options=backend_options)
     run.n_new = run.predict_missing(run.sinks)
     return run.finish()
 
@@ -189,7 +191,8 @@ def evaluate_together(dataset_dir: str | Path, config: str, split: str, runs: li
                       generation: GenerationConfig = GenerationConfig(), seed: int = 0,
                       backend: str = "hf", progress: bool = True, n_boot: int = 1000,
                       sample: str = "hash", scoring: str = "teacher-forced",
-                      shard: tuple[int, int] | None = None) -> list[Results]:
+                      shard: tuple[int, int] | None = None,
+                      backend_options: list[str] | dict | None = None) -> list[Results]:
     """Several methods on the same tasks with one model: each run directory, cache and
     results record is the one ``evaluate`` of that method alone gives, but teacher-forced,
     every configuration of a task (each method, each audit mode) is scored in one pass, so
@@ -201,7 +204,8 @@ def evaluate_together(dataset_dir: str | Path, config: str, split: str, runs: li
     shared: list = []            # one backend for every method: the model loads once
     evals = [_Evaluation(dataset_dir, config, split, r.method, model, r.out_dir, limit, device,
                          generation, r.options, r.checkpoint, seed, backend, progress, n_boot,
-                         sample, scoring, shard, shared_backend=shared) for r in runs]
+                         sample, scoring, shard, shared_backend=shared,
+                         backend_options=backend_options) for r in runs]
     outs = [str(Path(e.out).resolve()) for e in evals]
     if len(set(outs)) != len(outs):
         raise UserError("evaluate_together: every run needs its own run directory")
@@ -222,7 +226,8 @@ class _Evaluation:
 
     def __init__(self, dataset_dir, config, split, method, model, out_dir, limit, device,
                  generation, method_options, checkpoint, seed, backend, progress, n_boot,
-                 sample, scoring, shard, shared_backend: list | None = None):
+                 sample, scoring, shard, shared_backend: list | None = None,
+                 backend_options: list[str] | dict | None = None):
         if scoring not in SCORINGS:
             raise UserError(f"unknown scoring {scoring!r}; choose from {', '.join(SCORINGS)}")
         self.t0 = time.time()
@@ -237,9 +242,18 @@ class _Evaluation:
             mine = shard_repos(self.every, *shard)
             self.tasks = [t for t in self.every if t["repo_id"] in mine]
         self.out = out = Path(out_dir)
+        backend_options = list(backend_options or []) if not isinstance(backend_options, dict) \
+            else dict(backend_options)
+        if backend == "vllm" and not any(str(o).startswith("adapter_dir=") for o in backend_options):
+            # in-memory adapters are written once, into the run
+            adapter_dir = str(out.resolve() / "artifacts" / "vllm-adapters")
+            if isinstance(backend_options, dict):
+                backend_options.setdefault("adapter_dir", adapter_dir)
+            else:
+                backend_options.append(f"adapter_dir={adapter_dir}")
         context = RunContext(model_name=model, device=device, generation=generation, seed=seed,
                              artifacts_dir=out / "artifacts", backend_name=backend,
-                             progress=progress)
+                             progress=progress, backend_options=backend_options or None)
         if shared_backend is not None:
             context = _SharedBackendContext.wrap(context, shared_backend)
         self.ckpt_path = Path(checkpoint) if checkpoint is not None else None
@@ -259,6 +273,8 @@ class _Evaluation:
                       "checkpoint": checkpoint_fingerprint(self.ckpt_path) if self.ckpt_path else None}
         if obj.trainable and self.ckpt_path is None:
             key_fields["trained_in_run"] = str(out.resolve())
+        if backend != "hf" and uses_model:
+            key_fields["backend"] = backend    # another engine's numerics: its own cache
         if scoring != "generate":
             if not uses_model:
                 raise UserError(f"method {method!r} uses no model: teacher-forced scoring does "

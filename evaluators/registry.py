@@ -47,24 +47,30 @@ class RunContext:
     artifacts_dir: Path | None = None
     backend_name: str = "hf"
     progress: bool = True
+    backend_options: list[str] | dict | None = None   # --backend-option KEY=VALUE
     _backend: GenerationBackend | None = None
+    _weights: tuple | None = None
 
     def backend(self) -> GenerationBackend:
         """The generation backend, with the model loaded once."""
         if self._backend is None:
             from .backends import make_backend
             self._backend = make_backend(self.backend_name, self.model_name, self.device,
-                                         self.generation, self.progress)
+                                         self.generation, self.progress, self.backend_options)
         return self._backend
 
     def model(self):
-        """(model, tokenizer) of the Hugging Face backend, for methods that train or score
-        with the model directly."""
+        """(model, tokenizer) as transformers objects, for methods that train, encode or
+        score with the model directly: the HF backend's own; with another backend (vLLM
+        keeps its weights in its engine), a transformers copy loaded once."""
         backend = self.backend()
-        if not hasattr(backend, "model"):
-            raise UserError(f"method needs the model weights; backend {self.backend_name!r} "
-                            f"does not expose them (use --backend hf)")
-        return backend.model, backend.tokenizer  # type: ignore[attr-defined]
+        if hasattr(backend, "model"):
+            return backend.model, backend.tokenizer  # type: ignore[attr-defined]
+        if self._weights is None:
+            from .models import load_model
+            model, tokenizer, _ = load_model(self.model_name, self.device)
+            self._weights = (model, tokenizer)
+        return self._weights
 
     def artifacts(self, *parts: str) -> Path:
         """A directory under the run's artifacts directory (created)."""

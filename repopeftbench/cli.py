@@ -99,7 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        method_options=args.option, checkpoint=args.checkpoint, seed=args.seed,
                        backend=args.backend, progress=not args.no_progress,
                        sample=args.sample.replace("-", "_"), scoring=args.scoring,
-                       shard=args.shard)
+                       shard=args.shard, backend_options=args.backend_option)
     print(format_scores(results))
     print(f"Run written to {args.out} (predictions.jsonl, results.json); "
           f"{results.n_predicted_now} tasks predicted now, {results.wall_time_s} s.")
@@ -135,7 +135,7 @@ def cmd_evaluate_together(args: argparse.Namespace) -> int:
                                     generation=_generation(args), seed=args.seed,
                                     backend=args.backend, progress=not args.no_progress,
                                     sample=args.sample.replace("-", "_"), scoring=args.scoring,
-                                    shard=args.shard)
+                                    shard=args.shard, backend_options=args.backend_option)
     for spec, results in zip(args.run, all_results):
         print(f"== {spec.out_dir} ({spec.method})")
         print(format_scores(results))
@@ -164,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     out = train(args.method, args.dataset, args.config, args.out, model=args.model,
                 options=args.option, device=args.device, seed=args.seed, backend=args.backend,
-                progress=not args.no_progress)
+                progress=not args.no_progress, backend_options=args.backend_option)
     print(f"Trained {args.method} on {args.config}/train of {args.dataset}; checkpoint in {out}.")
     print(f"Evaluate it with: repopeftbench evaluate --method {args.method} --checkpoint {out} "
           f"--dataset {args.dataset} --config {args.config} --split SPLIT --out RUN_DIR")
@@ -255,7 +255,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="Hugging Face model name or path, or an offline alias: smollm2 (default), "
                         "qwen2.5-coder-0.5b")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (bf16 on CUDA)")
-    p.add_argument("--backend", default="hf", help="generation backend: hf (default) or vllm")
+    from evaluators.backends import BACKENDS
+    p.add_argument("--backend", default="hf", choices=sorted(BACKENDS),
+                   help="generation backend (default: hf, the reference; vllm: vLLM's engine, "
+                        "a LoRA adapter per prompt)")
+    p.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the backend's engine, e.g. max_loras=16 or "
+                        "gpu_memory_utilization=0.9 for vllm (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -75,8 +75,10 @@ TINY_TEXT = [
 ]
 
 
-def make_tiny_model(path: Path, texts: list[str] | None = None, seed: int = 0) -> Path:
-    """A 2-layer Qwen2 with a byte-level BPE tokenizer trained on the fly, saved to ``path``."""
+def make_tiny_model(path: Path, texts: list[str] | None = None, seed: int = 0,
+                    hidden_size: int = 32) -> Path:
+    """A 2-layer Qwen2 with a byte-level BPE tokenizer trained on the fly, saved to ``path``
+    (2 attention heads of ``hidden_size / 2``; engines with fused kernels want 64)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -90,7 +92,8 @@ def make_tiny_model(path: Path, texts: list[str] | None = None, seed: int = 0) -
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>",
                                    unk_token="<unk>")
     torch.manual_seed(seed)
-    config = Qwen2Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    config = Qwen2Config(vocab_size=len(fast), hidden_size=hidden_size,
+                         intermediate_size=2 * hidden_size, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
                          eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
     Qwen2ForCausalLM(config).save_pretrained(path)
