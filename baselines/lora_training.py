@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evaluators.budget import TrainOptions, cap_per_repo, data_hash  # noqa: F401 (re-exported)
+from evaluators.context import ContextOptions
 from evaluators.lora.config import DEFAULT_TARGETS
 
 if TYPE_CHECKING:  # torch is imported only when a method trains
@@ -14,17 +15,20 @@ if TYPE_CHECKING:  # torch is imported only when a method trains
 
 
 @dataclass
-class LoraOptions(TrainOptions):
-    """The publication's LoRA (rank 16, alpha 32, every projection) and its training."""
+class LoraOptions(TrainOptions, ContextOptions):
+    """The publication's LoRA (rank 16, alpha 32, every projection) and its training, with
+    the context before the prefix (``context=``) in training and prediction alike."""
     r: int = 16
     alpha: float = 32.0
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
 
 
 def train_lora_adapter(model_name: str, device: str, tasks: list[dict], options: LoraOptions,
-                       seed: int, out_dir: Path, title: str, progress: bool = True) -> "TrainResult":
+                       seed: int, out_dir: Path, title: str, progress: bool = True,
+                       prompt=None) -> "TrainResult":
     """Train one adapter on ``tasks`` (a fresh copy of the base model) and save it in the
-    PEFT layout to ``out_dir/adapter``; the loss curve goes beside it."""
+    PEFT layout to ``out_dir/adapter``; the loss curve goes beside it. ``prompt(task)``:
+    the training prompt (default: the prefix; a context provider's otherwise)."""
     from peft import LoraConfig, get_peft_model
 
     from evaluators.models import load_model
@@ -38,7 +42,8 @@ def train_lora_adapter(model_name: str, device: str, tasks: list[dict], options:
         r=options.r, lora_alpha=options.alpha, lora_dropout=0.0,
         target_modules=list(options.target_modules), task_type="CAUSAL_LM",
         layers_to_transform=list(layers) or None))
-    examples = encode_tasks(tokenizer, tasks, options.max_seq_len)
+    examples = encode_tasks(tokenizer, tasks, options.max_seq_len,
+                            **({"prompt": prompt} if prompt is not None else {}))
     cache = None
     if layers:                       # the frozen layers below the adapters: computed once
         from evaluators.checkpoints import model_revision

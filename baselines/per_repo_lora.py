@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 from evaluators.registry import Method, register_method
@@ -36,12 +35,15 @@ class PerRepoLora(Method):
             # cached by (repository, training data, configuration, seed)
             key = sha256_text(canonical_json({
                 "repo": repo_id, "data": data_hash(by_repo[repo_id]), "seed": self.context.seed,
-                "options": asdict(self.options), "model": self.context.model_name}))[:16]
+                "options": {k: v for k, v in self.config().items() if k != "name"},
+                "model": self.context.model_name}))[:16]
             out = self.context.artifacts("adapters", key)
             if not (out / "adapter" / "adapter_model.safetensors").exists():
                 train_lora_adapter(self.context.model_name, self.context.device, by_repo[repo_id],
                                    self.options, self.context.seed, out,
-                                   f"per-repo-lora {repo_id}", self.context.progress)
+                                   f"per-repo-lora {repo_id}", self.context.progress,
+                                   prompt=self.training_prompt(bench, by_repo[repo_id],
+                                                               self.options.max_seq_len))
             self._adapters[repo_id] = out / "adapter"
 
     def save(self, directory: Path) -> None:

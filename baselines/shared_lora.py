@@ -20,7 +20,8 @@ class SharedLora(Method):
                              self.options.max_train_tasks_per_repo)
         out = self.context.artifacts("shared")
         train_lora_adapter(self.context.model_name, self.context.device, tasks, self.options,
-                           self.context.seed, out, f"shared-lora ({track})", self.context.progress)
+                           self.context.seed, out, f"shared-lora ({track})", self.context.progress,
+                           prompt=self.training_prompt(bench, tasks, self.options.max_seq_len))
         self._adapter = out / "adapter"
 
     def save(self, directory: Path) -> None:

@@ -57,7 +57,8 @@ class _Code2LoRA(Method):
         if not tasks:
             raise UserError(f"{bench.dir}: no {track} training tasks to train {self.name} on")
         self.bundle = train_hypernetwork(self.kind, bench, tasks, self.options, self.context,
-                                         f"{self.name} ({track})")
+                                         f"{self.name} ({track})",
+                                         self.training_prompt(bench, tasks, self.options.max_seq_len))
 
     def save(self, directory: Path) -> None:
         self.bundle.save(directory / "hypernetwork")
@@ -123,16 +124,17 @@ class _Code2LoRA(Method):
     def predict(self, repo_id: str, tasks: list[dict]) -> list[Request]:
         import torch
         wanted = [self.item(t) for t in tasks]
+        prompts = self.prompts(repo_id, tasks)     # the context provider's, as in training
         if self.mode == "none":                    # the base model: what any adapter adds
-            return [Request(t["prefix"]) for t in tasks]
+            return [Request(p) for p in prompts]
         if self.mode == "mean":
-            return [Request(t["prefix"], self._mean_without(k)) for t, k in zip(tasks, wanted)]
+            return [Request(p, self._mean_without(k)) for p, k in zip(prompts, wanted)]
         source = {k: (self._partner[k] if self.mode == "shuffled" else k) for k in set(wanted)}
         keys = sorted(set(source.values()))
         rows = torch.tensor([self._row[k] for k in keys])
         made = self.bundle.adapters(self._z[rows], [str(k) for k in keys])
         by_key = {k: self._weights(a) for k, a in zip(keys, made)}
-        return [Request(t["prefix"], by_key[source[k]]) for t, k in zip(tasks, wanted)]
+        return [Request(p, by_key[source[k]]) for p, k in zip(prompts, wanted)]
 
 
 @register_method("code2lora-static")

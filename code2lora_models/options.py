@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from evaluators.budget import TrainOptions
+from evaluators.context import ContextOptions
 from evaluators.lora.config import DEFAULT_TARGETS
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Code2LoRAOptions(TrainOptions):
+class Code2LoRAOptions(TrainOptions, ContextOptions):
     """Hypernetwork, encoder and anti-collapse settings (rank 16, alpha 32, every projection)."""
     learning_rate: float = 5e-4
     encoder: str = "minilm"          # minilm | base

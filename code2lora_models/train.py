@@ -19,9 +19,10 @@ from .training import EvoCodes, HyperLM, HyperTrainer, LearnedCodes, StaticCodes
 
 
 def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOptions,
-                       context, title: str) -> Code2LoRABundle:
+                       context, title: str, prompt=None) -> Code2LoRABundle:
     """Train on ``tasks`` (rows of the track's training split); the Trainer state, loss
-    curve and result go under the run's artifacts directory."""
+    curve and result go under the run's artifacts directory. ``prompt(task)``: the
+    training prompt (default: the prefix; a context provider's otherwise)."""
     from evaluators.checkpoints import model_revision
     from evaluators.models import load_model
     from evaluators.training import encode_tasks, train_causal_lm
@@ -71,7 +72,8 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
         bundle.gru = gru
     bundle.hyper = hyper
 
-    examples = encode_tasks(tokenizer, tasks, options.max_seq_len)
+    examples = encode_tasks(tokenizer, tasks, options.max_seq_len,
+                            **({"prompt": prompt} if prompt is not None else {}))
     for example, row in zip(examples, rows):
         example["row"] = row
     net = HyperLM(model, lora, hyper, codes, options.contrastive, options.margin, options.update_l2)

@@ -298,6 +298,7 @@ class _Evaluation:
             self.ready.append(_prepare(self.obj, self.bench, self.config, self.model,
                                        self.ckpt_path, self.out))
             self.obj.setup(self.bench, self.config)
+            self.obj.attach(self.bench)
             self.obj.prepare(self.every)          # a shard's method sees the whole task set
 
     def missing(self, sinks: list[Sink]) -> dict[str, list[dict]]:
@@ -599,7 +600,7 @@ def _predict_all(entries: list[tuple[Method, str | None, Path, dict]], by_repo: 
     if scoring == "generate" and len(entries) != 1:
         raise ValueError("generation predicts one audit mode at a time")
     sinks = [(mode, path, have) for _, mode, path, have in entries]
-    backend = entries[0][0].context.backend()
+    backend = lambda: entries[0][0].context.backend()  # noqa: E731 (a model only if asked)
     pending: list[tuple[dict, list[Request]]] = []
     files = [_open_cache_for_append(path) for _, path, _ in sinks]
     try:
@@ -623,12 +624,12 @@ def _predict_all(entries: list[tuple[Method, str | None, Path, dict]], by_repo: 
 
         def flush() -> None:
             if pending and scoring == "teacher-forced":
-                backend.score_configurations(
+                backend().score_configurations(
                     [[reqs[c] for _, reqs in pending] for c in range(len(sinks))],
                     [t["target"] for t, _ in pending], desc=f"{method}: teacher-forced",
                     on_result=lambda c, i, sc: record_tf(c, pending[i][0], sc))
             elif pending:
-                backend.generate([reqs[0] for _, reqs in pending],
+                backend().generate([reqs[0] for _, reqs in pending],
                                                desc=f"{method}: generating",
                                                on_result=lambda i, raw: record(0, pending[i][0], raw))
             pending.clear()

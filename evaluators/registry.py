@@ -114,8 +114,58 @@ class Method:
                             f"{type(self.options).__name__}")
 
     def config(self) -> dict:
-        """Everything that changes this method's predictions (cached runs are keyed on it)."""
-        return {"name": self.name, **dataclasses.asdict(self.options)}
+        """Everything that changes this method's predictions (cached runs are keyed on it).
+        Context options at their defaults are left out, so runs made before methods took
+        a context keep their keys."""
+        from .context import CONTEXT_FIELDS
+        out = dataclasses.asdict(self.options)
+        defaults = self.Options()
+        if all(out.get(k) == getattr(defaults, k, None) for k in CONTEXT_FIELDS if k in out):
+            out = {k: v for k, v in out.items() if k not in CONTEXT_FIELDS}
+        return {"name": self.name, **out}
+
+    # --- context (what goes before the prefix: evaluators.context) ---------------------
+    def context_options(self):
+        """The context provider's options: the method's own ``context*`` options."""
+        from .context import context_options
+        return context_options(self.options)
+
+    def provider(self):
+        """The method's context provider (``--option context=NAME``), made once."""
+        if getattr(self, "_provider", None) is None:
+            from .context import make_provider
+            self._provider = make_provider(self.context_options(), self.context, self.name)
+        return self._provider
+
+    def attach(self, bench: "Benchmark") -> None:
+        """Give the context provider the benchmark (the harness calls it after ``setup``;
+        training calls it before building prompts)."""
+        if getattr(self, "_attached", None) is not bench:
+            self.provider().setup(bench)
+            self._attached = bench
+
+    def prompts(self, repo_id: str, tasks: list[dict], budget: int | None = None) -> list[str]:
+        """The prompts of a repository's tasks: the provider's context, then ``prompt``
+        (the prefix); ``budget``: the input budget (default: the protocol's)."""
+        provider = self.provider()
+        if provider.name == "none":
+            return [self.prompt(t) for t in tasks]
+        budget = budget if budget is not None else self.context.generation.max_input_tokens
+        memo = self.__dict__.setdefault("_prompt_memo", {})   # audit modes ask again
+        key = (repo_id, budget, tuple(t["task_id"] for t in tasks))
+        if key not in memo:
+            memo.clear()                 # one repository's group at a time is enough
+            memo[key] = provider.prompts(repo_id, tasks, budget)
+        return memo[key]
+
+    def training_prompt(self, bench: "Benchmark", tasks: list[dict], budget: int):
+        """``prompt(task)`` for training examples, built by the same provider as evaluation
+        prompts (None: the prefix alone)."""
+        if self.provider().name == "none":
+            return None
+        from .context import prompt_function
+        self.attach(bench)
+        return prompt_function(self.provider(), tasks, budget)
 
     # --- training (trainable methods) ------------------------------------------------
     def fit(self, bench: "Benchmark", track: str) -> None:
@@ -129,7 +179,9 @@ class Method:
 
     def setup(self, bench: "Benchmark", track: str) -> None:
         """Called before predicting, for every method (after ``fit``/``load``): read what
-        prediction needs from the benchmark (e.g. the context table); default: nothing."""
+        prediction needs from the benchmark; default: give it to the context provider
+        (the harness also calls ``attach`` for methods that override this)."""
+        self.attach(bench)
 
     def check_split(self, track: str, split: str) -> None:
         """Raise ``UserError`` when the method cannot serve ``split``; default: any."""
@@ -158,7 +210,7 @@ class Method:
     def predict(self, repo_id: str, tasks: list[dict]) -> list[str | Request]:
         """Per task, in order: a raw generation, or a ``Request`` for the harness to
         generate (batched with other repositories' requests)."""
-        return [Request(self.prompt(t), self.adapter(t)) for t in tasks]
+        return [Request(p, self.adapter(t)) for p, t in zip(self.prompts(repo_id, tasks), tasks)]
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:

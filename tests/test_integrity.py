@@ -121,10 +121,10 @@ def test_every_finished_task_is_cached_before_an_interruption(tmp_path):
 
     tasks = [{"task_id": f"t{i}", "target": "x"} for i in range(5)]
     method = SimpleNamespace(predict=lambda repo, group: [Request(f"p{t['task_id']}") for t in group],
-                             context=SimpleNamespace(backend=lambda: Dying()))
+                             context=SimpleNamespace(backend=lambda: Dying()), name="m")
     cache = tmp_path / "cache.jsonl"
     with pytest.raises(KeyboardInterrupt):
-        _predict_all(method, {"r": tasks}, [(None, cache, {})], "m")
+        _predict_all([(method, None, cache, {})], {"r": tasks}, "m")
     assert sorted(_read_cache(cache)) == ["t0", "t1", "t2"]
 
 

