@@ -20,6 +20,7 @@ set -euo pipefail
 BENCH=$1; OUT=$2; MODEL=${3:-qwen2.5-coder-0.5b}
 INPUT=${INPUT:-512}; TOP=${TOP:-8}; EPOCHS=${EPOCHS:-2}; SPLIT=${SPLIT:-test_in_repo}
 TASKS=${TASKS:-0}; EXAMPLES_LIMIT=${EXAMPLES_LIMIT:-400}; STAGES=${STAGES:-ceilings,code2lora}
+LIMIT=${LIMIT:-0}   # tasks scored (a fixed hash sample); 0: every task of the split
 COMMON=(--option max_seq_len="$INPUT" --option top_layers="$TOP" --option batch_size=4
         --option max_train_tasks_per_repo="$TASKS" --option epochs="$EPOCHS" --option save_steps=100)
 RESIDUAL=(--option head=residual --option stabilise=true --option learning_rate=2e-4)
@@ -33,7 +34,8 @@ run() { echo "$OUT/runs/$1=$2${3:+,checkpoint=$OUT/ckpt/$3}"; }   # an evaluate-
 together() {  # run specs...
     local args=(); for r in "$@"; do args+=(--run "$r"); done
     repopeftbench evaluate-together --dataset "$BENCH" --config static --split "$SPLIT" \
-        --model "$MODEL" --max-input-tokens "$INPUT" --no-progress "${args[@]}"
+        --model "$MODEL" --max-input-tokens "$INPUT" --no-progress \
+        $([ "$LIMIT" != 0 ] && echo --limit "$LIMIT") "${args[@]}"
 }
 mkdir -p "$OUT/runs"
 if [[ $STAGES == *ceilings* ]]; then
