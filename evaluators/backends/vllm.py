@@ -16,7 +16,7 @@ the base model share the engine's batches.
   prefix are neighbours and vLLM's prefix cache (kept per adapter) is used; rows of the
   base model are submitted apart from rows with an adapter (see ``generate``).
 - The engine starts at the first call, when the adapters' largest rank is known
-  (``max_lora_rank``, unless given, is the smallest size vLLM supports above it).
+  (``max_lora_rank``, unless given, is the smallest size vLLM supports above it and 32).
 
 Teacher-forced scoring is the HF backend's (``--backend hf``).
 """
@@ -153,7 +153,9 @@ class VLLMBackend(GenerationBackend):
 
         o = self.options
         cuda = self.device.startswith("cuda")
-        self._rank = o.max_lora_rank or min((r for r in LORA_RANKS if r >= max(rank, 1)),
+        # at least 32 (LoRA's 16, Code2LoRA's residual head's 32), so a first call of
+        # base rows only does not start an engine that later adapters do not fit
+        self._rank = o.max_lora_rank or min((r for r in LORA_RANKS if r >= max(rank, 32)),
                                             default=LORA_RANKS[-1])
         kwargs = dict(model=self.model_path, tokenizer=self.model_path, seed=0,
                       dtype=o.dtype if o.dtype != "auto" else ("bfloat16" if cuda else "float32"),
