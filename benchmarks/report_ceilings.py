@@ -1,0 +1,137 @@
+"""The tables of the powered experiment from its run directories (``run_ceilings.sh``):
+every run against the reference run (shared LoRA) on their common tasks, on all tasks and
+per knowledge-source label, teacher-forced em and log-likelihood, each with its paired
+repository-bootstrap CI and the smallest difference it could detect; each audit (own,
+leave-one-out mean, shuffled, another repository's examples); and a plot of own minus
+mean per repository.
+
+    python benchmarks/report_ceilings.py --dataset BENCH --runs OUT/runs \\
+        [--reference shared-lora] [--plot own_minus_mean.png]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+LABELS = (None, "prefix", "repository", "none")
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--runs", required=True, help="a directory of run directories")
+    ap.add_argument("--reference", default="shared-lora")
+    ap.add_argument("--plot", default=None, help="write the own - mean plot here (PNG)")
+    args = ap.parse_args()
+
+    from evaluators.report import read_scored
+    from evaluators.scoring import paired_comparison, summarise
+
+    root = Path(args.runs)
+    runs = sorted(d.name for d in root.iterdir() if (d / "results.json").exists())
+    if args.reference not in runs:
+        raise SystemExit(f"{root}: no run {args.reference!r} (runs: {', '.join(runs)})")
+    scored = {r: read_scored(root / r, args.dataset) for r in runs}
+    ref = scored[args.reference]
+
+    print("| run | tasks | repos | tf_em % | tf_logprob | train wall s |")
+    print("|---|---|---|---|---|---|")
+    for r in runs:
+        m = summarise(scored[r], n_boot=200)["metrics"]
+        res = json.loads((root / r / "results.json").read_text())
+        ckpt = res.get("checkpoint")
+        train_s = ""
+        for name in ("train_result.json", "shared/train_result.json"):
+            p = Path(ckpt) / name if ckpt else None
+            if p is not None and p.exists():
+                train_s = str(round(json.loads(p.read_text()).get("train_runtime", 0)))
+        print(f"| {r} | {len(scored[r])} | {len({s.repo_id for s in scored[r]})} | "
+              f"{100 * m['tf_em']['micro']:.1f} | {m['tf_logprob']['micro']:.3f} | {train_s} |")
+
+    print(f"\nPaired against {args.reference} (run - {args.reference}; points of tf_em, "
+          f"nats/token of tf_logprob; [95% CI] (detectable)):\n")
+    print("| run | label | tasks | repos | tf_em | tf_logprob |")
+    print("|---|---|---|---|---|---|")
+    for r in runs:
+        if r == args.reference:
+            continue
+        for label in LABELS:
+            a = [s for s in ref if label is None or s.knowledge_source == label]
+            b = [s for s in scored[r] if label is None or s.knowledge_source == label]
+            if not a or not b or not {s.task_id for s in a} & {s.task_id for s in b}:
+                continue
+            cells = []
+            for metric in ("tf_em", "tf_logprob"):
+                c = paired_comparison(a, b, metric=metric)
+                cells.append(f"{_pct(c['delta'])} [{_pct(c['ci'][0])}, {_pct(c['ci'][1])}] "
+                             f"({c['mde']:.2f})")
+            print(f"| {r} | {label or 'all'} | {c['n_tasks']} | {c['n_repos']} | {cells[0]} | {cells[1]} |")
+
+    print("\nAudits (the run's own configuration minus each replacement, same tasks):\n")
+    print("| run | comparison | tf_em | tf_logprob |")
+    print("|---|---|---|---|")
+    per_repo = {}
+    for r in runs:
+        audit = json.loads((root / r / "results.json").read_text()).get("audit")
+        if not audit:
+            continue
+        modes = audit["modes"]
+        for mode in modes[1:]:
+            em = audit[f"{modes[0]}_minus_{mode}"]
+            lp = audit.get(f"{modes[0]}_minus_{mode}_tf_logprob", {})
+            print(f"| {r} | {modes[0]} - {mode} | {_pct(em['delta'])} [{_pct(em['ci'][0])}, "
+                  f"{_pct(em['ci'][1])}] ({em['mde']:.2f}) | "
+                  + (f"{_pct(lp['delta'])} [{_pct(lp['ci'][0])}, {_pct(lp['ci'][1])}]" if lp else "")
+                  + " |")
+        for label in ("repository",):
+            own = [s for s in scored[r] if s.knowledge_source == label]
+            for mode in modes[1:]:
+                path = root / r / f"samples-{mode}.jsonl"
+                if not path.exists():
+                    continue
+                other = [s for s in read_scored_mode(path, args.dataset) if s.knowledge_source == label]
+                c = paired_comparison(other, own, metric="tf_em")
+                print(f"| {r} | {modes[0]} - {mode}, {label} label ({c['n_tasks']} tasks, "
+                      f"{c['n_repos']} repos) | {_pct(c['delta'])} [{_pct(c['ci'][0])}, "
+                      f"{_pct(c['ci'][1])}] ({c['mde']:.2f}) | |")
+        mean_path = root / r / "samples-mean.jsonl"
+        if mean_path.exists():
+            mean = {s.task_id: s for s in read_scored_mode(mean_path, args.dataset)}
+            diffs: dict[str, list[float]] = {}
+            for s in scored[r]:
+                if s.task_id in mean:
+                    diffs.setdefault(s.repo_id, []).append(
+                        s.scores["tf_logprob"] - mean[s.task_id].scores["tf_logprob"])
+            per_repo[r] = {k: sum(v) / len(v) for k, v in diffs.items()}
+    if args.plot and per_repo:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(len(per_repo), 1, figsize=(10, 3.2 * len(per_repo)), squeeze=False)
+        for ax, (r, d) in zip(axes[:, 0], sorted(per_repo.items())):
+            items = sorted(d.items(), key=lambda kv: kv[1])
+            ax.bar(range(len(items)), [v for _, v in items],
+                   color=["tab:green" if v > 0 else "tab:red" for _, v in items])
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_title(f"{r}: own - leave-one-out mean adapter, tf_logprob (nats/token), "
+                         f"per repository ({len(items)})")
+            ax.set_xticks([])
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=110)
+        print(f"\nplot: {args.plot}")
+
+
+def read_scored_mode(path: Path, dataset: str):
+    """The scored tasks of an audit mode's samples file."""
+    from evaluators.report import read_samples
+    from repopeftbench.dataset import Benchmark
+    return read_samples(path, Benchmark(dataset).sha256)
+
+
+if __name__ == "__main__":
+    main()
