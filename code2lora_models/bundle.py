@@ -41,6 +41,7 @@ class Code2LoRABundle:
     model_revision: str
     gru: DiffGRU | None = None
     diff_sections: int = 0           # Evo: files encoded per diff (0: all)
+    diff_headers: bool = True        # Evo: git's header lines kept in the encoded diffs
     extra: dict = field(default_factory=dict)
     table: torch.Tensor | None = None             # encoder=table: (repositories, dim)
     table_repos: list[str] = field(default_factory=list)
@@ -57,7 +58,7 @@ class Code2LoRABundle:
                 "model_revision": self.model_revision, **self.extra}
         if self.gru is not None:
             meta["evo"] = {"d_in": self.gru.d_in, "diff_sections": self.diff_sections,
-                           **self.gru.config.to_dict()}
+                           "diff_headers": self.diff_headers, **self.gru.config.to_dict()}
         if self.table is not None:
             meta["table_repos"] = list(self.table_repos)
         self.hyper.save(d, meta)
@@ -75,18 +76,19 @@ class Code2LoRABundle:
         from safetensors.torch import load_file
         meta = Code2LoRA.read_config(directory)
         hyper = Code2LoRA.load(directory).eval()
-        gru, sections = None, 0
+        gru, sections, headers = None, 0, True
         if meta["kind"] == "evo":
             evo = dict(meta["evo"])
             sections = evo.pop("diff_sections", 0)
+            headers = evo.pop("diff_headers", True)     # bundles written before kept them
             gru = DiffGRU(evo.pop("d_in"), EvoConfig(**evo)).eval()
             gru.load_state_dict(load_file(str(Path(directory) / GRU_FILE)))
         table = None
         if "table_repos" in meta:
             table = load_file(str(Path(directory) / TABLE_FILE))["table"]
         return cls(meta["kind"], hyper, EncoderConfig(**meta["encoder_config"]), meta["encoder"],
-                   meta["base_model"], meta["model_revision"], gru, sections, table=table,
-                   table_repos=list(meta.get("table_repos", [])))
+                   meta["base_model"], meta["model_revision"], gru, sections, headers,
+                   table=table, table_repos=list(meta.get("table_repos", [])))
 
     # ------------------------------------------------------------------ checks
     def check(self, model_name: str, encoder_config: EncoderConfig | None = None) -> None:
@@ -136,17 +138,18 @@ class Code2LoRABundle:
         out = {}
         with torch.no_grad():
             for repo, (indexes, seq) in diff_sequences(bench, self.cache, repos, self.progress,
-                                                       self.diff_sections).items():
+                                                       self.diff_sections, self.diff_headers).items():
                 states = self.gru.run(torch.from_numpy(seq))
                 out[repo] = {i: s for i, s in zip(indexes, states)}
         return out
 
     def diff_vector(self, repo_id: str, commit: str, diff: str) -> np.ndarray:
         """One diff's vector, encoded as in training (the same cap on files per diff)."""
-        from .codes import diff_sections
+        from .codes import diff_kind, diff_sections
         assert self.cache is not None
-        kind = f"diff{self.diff_sections or ''}"
-        return self.cache.many([(repo_id, commit, kind, diff_sections(diff, self.diff_sections))])[0]
+        kind = diff_kind(self.diff_sections, self.diff_headers)
+        return self.cache.many([(repo_id, commit, kind, diff_sections(
+            diff, self.diff_sections, self.diff_headers))])[0]
 
     # ------------------------------------------------------------------ adapters
     def adapters(self, z: torch.Tensor, names: list[str]) -> list[LoraAdapter]:

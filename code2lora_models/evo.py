@@ -1,8 +1,10 @@
 """Code2LoRA-Evo's memory: a GRU over a repository's stream of production diffs.
 
     s_0 = tanh(W e_0)              e_0: the first kept commit's diff (against the empty
-                                   tree, i.e. the first snapshot)
-    s_k = GRUCell(e_k, s_{k-1})    e_k: the diff since the previous kept commit
+                                   tree, i.e. the first snapshot); with ``init_mlp`` a
+                                   2-layer GELU MLP instead of W
+    s_k = GRUCell(e_k, s_{k-1})    e_k: the diff since the previous kept commit; with
+                                   ``layernorm``, LN(e_k) enters and LN(s_k) leaves
     adapter_k = head(s_k)
 
 Diff vectors are standardised with statistics of the training repositories' diffs (see
@@ -22,6 +24,8 @@ from torch import nn
 class EvoConfig:
     state_dim: int = 512
     tbptt: int = 16
+    layernorm: bool = False    # LayerNorm on each diff vector entering the GRU and on each state
+    init_mlp: bool = False     # s_0 from a 2-layer GELU MLP of e_0 (else one linear layer)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,8 +37,15 @@ class DiffGRU(nn.Module):
         self.d_in, self.config = d_in, config
         self.register_buffer("e_mean", torch.zeros(d_in))
         self.register_buffer("e_scale", torch.ones(d_in))
-        self.init = nn.Linear(d_in, config.state_dim)
+        if config.init_mlp:
+            self.init = nn.Sequential(nn.Linear(d_in, config.state_dim), nn.GELU(),
+                                      nn.Linear(config.state_dim, config.state_dim))
+        else:
+            self.init = nn.Linear(d_in, config.state_dim)
         self.cell = nn.GRUCell(d_in, config.state_dim)
+        if config.layernorm:
+            self.in_norm = nn.LayerNorm(d_in)
+            self.state_norm = nn.LayerNorm(config.state_dim)
 
     @torch.no_grad()
     def fit_input_stats(self, e: torch.Tensor) -> None:
@@ -43,13 +54,17 @@ class DiffGRU(nn.Module):
         self.e_scale.copy_(spread.clamp(min=1e-3 * float(spread.max().clamp(min=1e-8))))
 
     def _norm(self, e: torch.Tensor) -> torch.Tensor:
-        return (e - self.e_mean) / self.e_scale
+        e = (e - self.e_mean) / self.e_scale
+        return self.in_norm(e) if self.config.layernorm else e
+
+    def _state(self, h: torch.Tensor) -> torch.Tensor:
+        return self.state_norm(h) if self.config.layernorm else h
 
     def initial(self, e0: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.init(self._norm(e0)))                      # (..., state)
+        return self._state(torch.tanh(self.init(self._norm(e0))))         # (..., state)
 
     def step(self, state: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        return self.cell(self._norm(e), state)                            # (b, state)
+        return self._state(self.cell(self._norm(e), state))               # (b, state)
 
     def run(self, seq: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
         """States after each diff of ``seq`` (T, d_in): (T, state). With ``start`` (a stored

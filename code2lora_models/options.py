@@ -37,6 +37,9 @@ class Code2LoRAOptions(TrainOptions, ContextOptions):
     state_dim: int = 512             # Evo: GRU state size
     tbptt: int = 16                  # Evo: commits per backpropagation window
     diff_sections: int = 16          # Evo: files encoded per diff (evenly spaced; 0: all)
+    diff_headers: bool = False       # Evo: keep git's header lines (diff --git, index, ---/+++, @@)
+    evo_layernorm: bool = False      # Evo: LayerNorm on the GRU's inputs and states
+    evo_init_mlp: bool = False       # Evo: the initial state from a 2-layer MLP
     audit: bool = True               # also score the mean and shuffled adapters
 
     def encoder_config(self) -> "EncoderConfig":
@@ -55,4 +58,5 @@ class Code2LoRAOptions(TrainOptions, ContextOptions):
 
     def evo_config(self) -> "EvoConfig":
         from .evo import EvoConfig
-        return EvoConfig(state_dim=self.state_dim, tbptt=self.tbptt)
+        return EvoConfig(state_dim=self.state_dim, tbptt=self.tbptt,
+                         layernorm=self.evo_layernorm, init_mlp=self.evo_init_mlp)

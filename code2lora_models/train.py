@@ -54,9 +54,9 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
         rows = [index[t["repo_id"]] for t in tasks]
     else:
         from .codes import diff_sequences
-        bundle.diff_sections = options.diff_sections
+        bundle.diff_sections, bundle.diff_headers = options.diff_sections, options.diff_headers
         seqs = diff_sequences(bench, bundle.cache, repos, context.progress,  # type: ignore[arg-type]
-                              options.diff_sections)
+                              options.diff_sections, options.diff_headers)
         gru = DiffGRU(next(iter(seqs.values()))[1].shape[1], options.evo_config())
         gru.fit_input_stats(torch.from_numpy(np.concatenate([s for _, s in seqs.values()])))
         hyper = Code2LoRA(options.state_dim, options.hypernet_config(standardise=False), shapes, layers)

@@ -545,3 +545,31 @@ def test_methods_evaluated_together_equal_each_evaluated_alone(world, static_ckp
             assert alone.scores["metrics"][m]["micro"] == joint.scores["metrics"][m]["micro"]
         assert abs(alone.scores["metrics"]["tf_logprob"]["micro"]
                    - joint.scores["metrics"]["tf_logprob"]["micro"]) < 1e-5
+
+
+def test_bare_diff_sections_drop_git_headers():
+    from code2lora_models.codes import diff_kind, diff_sections
+    diff = ("diff --git a/pkg/m.py b/pkg/m.py\nindex 1234567..89abcde 100644\n--- a/pkg/m.py\n"
+            "+++ b/pkg/m.py\n@@ -1,2 +1,3 @@ def f(x):\n-    return x\n+    return x * 2\n"
+            "diff --git a/pkg/new.py b/pkg/new.py\nnew file mode 100644\nindex 0000000..1111111\n"
+            "--- /dev/null\n+++ b/pkg/new.py\n@@ -0,0 +1 @@\n+LIMIT = 3\n")
+    bare = diff_sections(diff, 0, headers=False)
+    assert bare == ["# pkg/m.py\n@ def f(x):\n-    return x\n+    return x * 2\n",
+                    "# pkg/new.py\n+LIMIT = 3\n"]
+    assert diff_sections(diff, 0) == [diff[:diff.index("diff --git a/pkg/new")],
+                                      diff[diff.index("diff --git a/pkg/new"):]]
+    assert diff_kind(16, False) != diff_kind(16, True)        # cached apart
+
+
+def test_evo_with_bare_diffs_layernorms_and_an_initial_mlp(world, tmp_path):
+    from code2lora_models.bundle import Code2LoRABundle
+    root, bench, tiny = world
+    ckpt = train("code2lora-evo", bench, "evolution", tmp_path / "ckpt", model=str(tiny),
+                 options=OPTS + ["tbptt=4", "evo_layernorm=true", "evo_init_mlp=true"],
+                 progress=False)
+    bundle = Code2LoRABundle.load(ckpt / "hypernetwork")
+    assert bundle.diff_headers is False
+    assert bundle.gru.config.layernorm and bundle.gru.config.init_mlp
+    res = evaluate(bench, "evolution", "test_in_repo", "code2lora-evo", str(tiny), tmp_path / "run",
+                   checkpoint=ckpt, progress=False, scoring="teacher-forced")
+    assert res.scores["n_tasks"] > 0 and "own_minus_mean" in res.audit
