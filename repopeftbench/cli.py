@@ -9,6 +9,7 @@ import time
 
 from . import __version__
 from .errors import UserError
+from .schema import TASK_TABLES
 
 
 # metrics a paired comparison can take (generated, then teacher-forced); no torch needed
@@ -267,7 +268,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _add_method_args(p: argparse.ArgumentParser, default: str | None) -> None:
     p.add_argument("--dataset", required=True, help="benchmark directory written by 'build'")
-    p.add_argument("--config", default="static", choices=["static", "evolution"],
+    p.add_argument("--config", default="static", choices=list(TASK_TABLES),
                    help="track (default: static)")
     if default is None:
         p.add_argument("--method", required=True, help="registered method (repopeftbench methods)")
@@ -284,11 +285,13 @@ def _add_task_args(p: argparse.ArgumentParser, scoring: str = "generate") -> Non
     """Which tasks a run scores, and how (evaluate and evaluate-together)."""
     p.add_argument("--limit", type=_positive_int, default=None,
                    help="evaluate a fixed sample of N tasks")
-    p.add_argument("--scoring", choices=("generate", "teacher-forced"), default=scoring,
+    from evaluators.harness import SCORINGS
+    p.add_argument("--scoring", choices=SCORINGS, default=scoring,
                    help="generate each completion and score it, or score the target "
                         "teacher-forced in one forward pass: tf_em (strict greedy exact match "
                         f"without decoding), tf_token_acc, tf_logprob (default: {scoring})")
-    p.add_argument("--sample", choices=("hash", "per-repo"), default="hash",
+    from .dataset import SAMPLES
+    p.add_argument("--sample", choices=[x.replace("_", "-") for x in SAMPLES], default=SAMPLES[0],
                    help="how --limit samples: the first N tasks by task-id hash (default), or "
                         "tasks dealt round-robin over repositories (covers more of them)")
     p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
@@ -300,8 +303,12 @@ def _add_task_args(p: argparse.ArgumentParser, scoring: str = "generate") -> Non
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="prompts per batch (default: the backend's choice: 8 on CUDA, 1 on CPU)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=64)
-    p.add_argument("--max-input-tokens", type=_positive_int, default=4096)
+    from evaluators.backends.base import GenerationConfig
+    protocol = GenerationConfig()
+    p.add_argument("--max-new-tokens", type=_positive_int, default=protocol.max_new_tokens,
+                   help=f"the protocol's new tokens at most (default: {protocol.max_new_tokens})")
+    p.add_argument("--max-input-tokens", type=_positive_int, default=protocol.max_input_tokens,
+                   help=f"the input budget, left-truncated (default: {protocol.max_input_tokens})")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -395,7 +402,7 @@ def make_parser() -> argparse.ArgumentParser:
                     "configuration of a task is scored in one pass, so the layers below the "
                     "adapters (top_layers) run once for all of them.")
     et.add_argument("--dataset", required=True, help="benchmark directory written by 'build'")
-    et.add_argument("--config", default="static", choices=["static", "evolution"],
+    et.add_argument("--config", default="static", choices=list(TASK_TABLES),
                     help="track (default: static)")
     et.add_argument("--split", default="test_cross_repo")
     et.add_argument("--run", type=_run_spec, action="append", required=True,
@@ -431,7 +438,7 @@ def make_parser() -> argparse.ArgumentParser:
                         description="Validate a predictions JSONL (header line with dataset_sha256, "
                                     "config, split; then task_id/prediction lines) and score it.")
     sc.add_argument("--dataset", required=True)
-    sc.add_argument("--config", default="static", choices=["static", "evolution"])
+    sc.add_argument("--config", default="static", choices=list(TASK_TABLES))
     sc.add_argument("--split", required=True)
     sc.add_argument("--predictions", required=True)
     sc.add_argument("--out", default=None, help="write results.json into this directory")
