@@ -46,7 +46,7 @@ class VLLMOptions:
     max_loras: int = 8                 # adapters held in one batch
     max_lora_rank: int = 0             # 0: the smallest supported rank above the adapters'
     max_cpu_loras: int = 0             # adapters kept in host memory (0: vLLM's default)
-    gpu_memory_utilization: float = 0.0  # 0: 0.85 on CUDA, 0.15 on CPU (there, a share of RAM)
+    gpu_memory_utilization: float = 0.0  # 0: 0.85 on CUDA, 0.3 on CPU (there, a share of RAM)
     max_num_seqs: int = 0              # sequences per engine step (0: vLLM's default)
     enforce_eager: bool = True         # no CUDA graphs (faster start; set false on a GPU)
     enable_prefix_caching: bool = True
@@ -160,7 +160,7 @@ class VLLMBackend(GenerationBackend):
         kwargs = dict(model=self.model_path, tokenizer=self.model_path, seed=0,
                       dtype=o.dtype if o.dtype != "auto" else ("bfloat16" if cuda else "float32"),
                       enable_lora=True, max_loras=o.max_loras, max_lora_rank=self._rank,
-                      gpu_memory_utilization=o.gpu_memory_utilization or (0.85 if cuda else 0.15),
+                      gpu_memory_utilization=o.gpu_memory_utilization or (0.85 if cuda else 0.3),
                       max_model_len=self.config.max_input_tokens + self.config.max_new_tokens,
                       enforce_eager=o.enforce_eager, enable_prefix_caching=o.enable_prefix_caching,
                       disable_log_stats=True)
@@ -168,7 +168,13 @@ class VLLMBackend(GenerationBackend):
             kwargs["max_cpu_loras"] = o.max_cpu_loras
         if o.max_num_seqs:
             kwargs["max_num_seqs"] = o.max_num_seqs
-        self._llm = LLM(**kwargs)
+        try:
+            self._llm = LLM(**kwargs)
+        except RuntimeError as exc:       # the engine's own message is in its log above
+            raise UserError(f"the vllm engine did not start ({exc}); if its log says the KV "
+                            f"cache does not fit, give more memory: --backend-option "
+                            f"gpu_memory_utilization=X (now {kwargs['gpu_memory_utilization']}; "
+                            f"on CPU the share of RAM), or fewer --backend-option max_loras") from None
         return self._llm
 
     def _lora(self, key: str | None, adapter: Adapter):
