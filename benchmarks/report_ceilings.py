@@ -39,19 +39,21 @@ def main() -> None:
     scored = {r: read_scored(root / r, args.dataset) for r in runs}
     ref = scored[args.reference]
 
-    print("| run | tasks | repos | tf_em % | tf_logprob | train wall s |")
+    print("| run | tasks | repos | tf_em % | tf_logprob | training |")
     print("|---|---|---|---|---|---|")
     for r in runs:
         m = summarise(scored[r], n_boot=200)["metrics"]
         res = json.loads((root / r / "results.json").read_text())
         ckpt = res.get("checkpoint")
-        train_s = ""
-        for name in ("train_result.json", "shared/train_result.json"):
-            p = Path(ckpt) / name if ckpt else None
-            if p is not None and p.exists():
-                train_s = str(round(json.loads(p.read_text()).get("train_runtime", 0)))
+        # the Trainer's runtime, summed over the checkpoint's training runs (per-repo-lora
+        # trains one per repository)
+        found = [json.loads(p.read_text()) for p in
+                 (Path(ckpt).rglob("train_result.json") if ckpt else [])]
+        wall = sum(f.get("wall_time_s") or 0 for f in found)
+        tokens = sum(f.get("tokens") or 0 for f in found)
+        train_s = f"{wall:.0f} s, {tokens / wall:.0f} tokens/s" if wall else ""
         print(f"| {r} | {len(scored[r])} | {len({s.repo_id for s in scored[r]})} | "
-              f"{100 * m['tf_em']['micro']:.1f} | {m['tf_logprob']['micro']:.3f} | {train_s} |")
+              f"{m['tf_em']['micro']:.1f} | {m['tf_logprob']['micro']:.3f} | {train_s} |")
 
     print(f"\nPaired against {args.reference} (run - {args.reference}; points of tf_em, "
           f"nats/token of tf_logprob; [95% CI] (detectable)):\n")
