@@ -320,8 +320,9 @@ def _chars(text: str) -> int:
 
 
 def resolve(prefix: str, test_file: str, resolver: Resolver, budget: int = 4096,
-            count: Callable[[str], int] = _chars) -> DRCResult:
-    """The DRC block of one task within ``budget`` tokens (``count``)."""
+            count: Callable[[str], int] = _chars, estimate: bool = True) -> DRCResult:
+    """The DRC block of one task within ``budget`` tokens (``count``). ``estimate=False``:
+    the block tokenised after every cut (the reference the estimate is measured against)."""
     ranked = [d for d, _ in resolver.candidates(prefix, test_file)]
     if not ranked or budget <= 0:
         return DRCResult("", 0)
@@ -339,16 +340,30 @@ def resolve(prefix: str, test_file: str, resolver: Resolver, budget: int = 4096,
             parts.append(d.render(lv))
         return "\n".join(parts) + "\n" if parts else ""
 
-    cost = count(text())
+    parts: dict[tuple[int, int], int] = {}
+
+    def part(i: int, lv: int) -> int:
+        """Tokens of one definition at one level (0 once left out)."""
+        if lv == 3:
+            return 0
+        if (i, lv) not in parts:
+            parts[(i, lv)] = count(ranked[i].render(lv))
+        return parts[(i, lv)]
+
     # over budget: the least relevant definition gives up its body first, then its
-    # docstring, then its place; bodies of every definition go before any signature
-    for step in (1, 2, 3):
-        for i in reversed(range(len(ranked))):
-            if cost <= budget:
-                break
-            if levels[i] < step:
-                levels[i] = step
-                cost = count(text())
+    # docstring, then its place; bodies of every definition go before any signature.
+    # First with the block's cost updated by each definition's own tokens (the block is
+    # tokenised once, not after every cut), then exactly, from where that stopped.
+    for exact in ((False, True) if estimate else (True,)):
+        cost = count(text())
+        for step in (1, 2, 3):
+            for i in reversed(range(len(ranked))):
+                if cost <= budget:
+                    break
+                if levels[i] < step:
+                    before = part(i, levels[i])
+                    levels[i] = step
+                    cost = count(text()) if exact else cost - before + part(i, step)
     out = text()
     kept = [d for d, lv in zip(ranked, levels) if lv < 3]
     return DRCResult(out, count(out) if out else 0, [d.name for d in kept],
