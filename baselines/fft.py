@@ -38,7 +38,7 @@ class FullFineTuning(Method):
         tasks = cap_per_repo(bench.train_tasks(track, columns=["prefix", "target"]),
                              self.options.max_train_tasks_per_repo)
         o = self.options
-        prompt = self.training_prompt(bench, tasks, o.max_seq_len) or (lambda t: t["prefix"])
+        prompt = self.training_prompt(bench, tasks, o.max_seq_len)
         model, tokenizer, _ = load_model(self.context.model_name, self.context.device)
         model.train()
         examples = encode_tasks(tokenizer, tasks, o.max_seq_len, prompt=prompt)

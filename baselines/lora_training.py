@@ -42,8 +42,7 @@ def train_lora_adapter(model_name: str, device: str, tasks: list[dict], options:
         r=options.r, lora_alpha=options.alpha, lora_dropout=0.0,
         target_modules=list(options.target_modules), task_type="CAUSAL_LM",
         layers_to_transform=list(layers) or None))
-    examples = encode_tasks(tokenizer, tasks, options.max_seq_len,
-                            **({"prompt": prompt} if prompt is not None else {}))
+    examples = encode_tasks(tokenizer, tasks, options.max_seq_len, prompt)
     cache = None
     if layers:                       # the frozen layers below the adapters: computed once
         from evaluators.checkpoints import model_revision

@@ -90,17 +90,17 @@ def main() -> None:
                   f"{_pct(em['ci'][1])}] ({em['mde']:.2f}) | "
                   + (f"{_pct(lp['delta'])} [{_pct(lp['ci'][0])}, {_pct(lp['ci'][1])}]" if lp else "")
                   + " |")
-        for label in ("repository",):
-            own = [s for s in scored[r] if s.knowledge_source == label]
-            for mode in modes[1:]:
-                path = root / r / f"samples-{mode}.jsonl"
-                if not path.exists():
-                    continue
-                other = [s for s in read_scored_mode(path, args.dataset) if s.knowledge_source == label]
-                c = paired_comparison(other, own, metric="tf_em")
-                print(f"| {r} | {modes[0]} - {mode}, {label} label ({c['n_tasks']} tasks, "
-                      f"{c['n_repos']} repos) | {_pct(c['delta'])} [{_pct(c['ci'][0])}, "
-                      f"{_pct(c['ci'][1])}] ({c['mde']:.2f}) | |")
+        label = "repository"
+        own = [s for s in scored[r] if s.knowledge_source == label]
+        for mode in modes[1:]:
+            path = root / r / f"samples-{mode}.jsonl"
+            if not path.exists():
+                continue
+            other = [s for s in read_scored_mode(path, args.dataset) if s.knowledge_source == label]
+            c = paired_comparison(other, own, metric="tf_em")
+            print(f"| {r} | {modes[0]} - {mode}, {label} label ({c['n_tasks']} tasks, "
+                  f"{c['n_repos']} repos) | {_pct(c['delta'])} [{_pct(c['ci'][0])}, "
+                  f"{_pct(c['ci'][1])}] ({c['mde']:.2f}) | |")
         mean_path = root / r / "samples-mean.jsonl"
         if mean_path.exists():
             mean = {s.task_id: s for s in read_scored_mode(mean_path, args.dataset)}

@@ -72,8 +72,7 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
         bundle.gru = gru
     bundle.hyper = hyper
 
-    examples = encode_tasks(tokenizer, tasks, options.max_seq_len,
-                            **({"prompt": prompt} if prompt is not None else {}))
+    examples = encode_tasks(tokenizer, tasks, options.max_seq_len, prompt)
     for example, row in zip(examples, rows):
         example["row"] = row
     net = HyperLM(model, lora, hyper, codes, options.contrastive, options.margin, options.update_l2)

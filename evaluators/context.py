@@ -21,7 +21,6 @@ training (the harness holds the two equal). ``rag-bm25``, ``rag-dense``, ``drc``
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, fields
 from typing import Callable, ClassVar
 
@@ -56,8 +55,6 @@ class ContextProvider:
 
     def __init__(self, options: ContextOptions, run):
         self.options, self.run = options, run        # run: the method's RunContext
-        self.seconds = 0.0                           # time spent building context
-        self.stats: list[int] = []                   # context tokens added, per prompt
 
     def setup(self, bench) -> None:
         self.bench = bench
@@ -136,10 +133,8 @@ class _Retrieval(ContextProvider):
         raise NotImplementedError
 
     def prompts(self, repo_id: str, tasks: list[dict], budget: int) -> list[str]:
-        t0 = time.perf_counter()
         chunks, sizes, index = self._index(repo_id)
         if index is None:
-            self.stats += [0] * len(tasks)
             return [t["prefix"] for t in tasks]
         tokenizer = self._tokenizer()
         queries = [t["prefix"][-self.options.context_query_chars:] for t in tasks]
@@ -152,11 +147,9 @@ class _Retrieval(ContextProvider):
                 if sizes[i] <= room:
                     chosen.append(i)
                     room -= sizes[i]
-            self.stats.append(sum(sizes[i] for i in chosen))
             # best chunk last, nearest to the prefix
             context = "\n\n".join(chunks[i] for i in reversed(chosen))
             out.append(f"{context}\n\n{task['prefix']}" if chosen else task["prefix"])
-        self.seconds += time.perf_counter() - t0
         return out
 
 
@@ -235,24 +228,17 @@ class DRCContext(ContextProvider):
         def count(text: str) -> int:
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-        t0 = time.perf_counter()
         out = []
         for t in tasks:
             room = budget - count(t["prefix"]) - 2
             got = resolve(t["prefix"], t.get("test_file", ""), self.resolver(repo_id),
                           min(self.options.context_budget, max(0, room)), count)
-            self.stats.append(got.n_tokens if got.text else 0)
             out.append(f"{got.text}\n{t['prefix']}" if got.text else t["prefix"])
-        self.seconds += time.perf_counter() - t0
         return out
 
 
 PROVIDERS: dict[str, type[ContextProvider]] = {
     "none": ContextProvider, "bm25": BM25Context, "dense": DenseContext, "drc": DRCContext}
-
-# modules a provider imports (a method with that context needs them)
-PROVIDER_REQUIRES = {"bm25": ("bm25s",), "dense": ("sentence_transformers",)}
-
 
 def make_provider(options: ContextOptions, run, needed_by: str = "") -> ContextProvider:
     if options.context not in PROVIDERS:

@@ -242,20 +242,13 @@ class _Evaluation:
             mine = shard_repos(self.every, *shard)
             self.tasks = [t for t in self.every if t["repo_id"] in mine]
         self.out = out = Path(out_dir)
-        backend_options = list(backend_options or []) if not isinstance(backend_options, dict) \
-            else dict(backend_options)
-        if backend == "vllm" and not any(str(o).startswith("adapter_dir=") for o in backend_options):
-            # in-memory adapters are written once, into the run
-            adapter_dir = str(out.resolve() / "artifacts" / "vllm-adapters")
-            if isinstance(backend_options, dict):
-                backend_options.setdefault("adapter_dir", adapter_dir)
-            else:
-                backend_options.append(f"adapter_dir={adapter_dir}")
         context = RunContext(model_name=model, device=device, generation=generation, seed=seed,
                              artifacts_dir=out / "artifacts", backend_name=backend,
-                             progress=progress, backend_options=backend_options or None)
-        if shared_backend is not None:
-            context = _SharedBackendContext.wrap(context, shared_backend)
+                             progress=progress, backend_options=backend_options)
+        if shared_backend is not None:          # evaluate_together: the model loads once
+            if not shared_backend:
+                shared_backend.append(context.backend())
+            context._backend = shared_backend[0]
         self.ckpt_path = Path(checkpoint) if checkpoint is not None else None
         self.obj = obj = _make_method(method, context, method_options, self.ckpt_path)
         obj.check_split(config, split)
@@ -356,18 +349,6 @@ class _Evaluation:
             if shard is not None else None)
         results.save(out)
         return results
-
-
-class _SharedBackendContext:
-    """Gives several runs' contexts one backend (the model loads once)."""
-
-    @staticmethod
-    def wrap(context: RunContext, holder: list) -> RunContext:
-        if holder:
-            context._backend = holder[0]
-        else:
-            holder.append(context.backend())
-        return context
 
 
 def _predict_missing_joint(parts: list[tuple["_Evaluation", list[Sink]]]) -> list[int]:

@@ -57,6 +57,8 @@ class RunContext:
             from .backends import make_backend
             self._backend = make_backend(self.backend_name, self.model_name, self.device,
                                          self.generation, self.progress, self.backend_options)
+            # where a backend may write files of the run (vLLM: in-memory adapters)
+            self._backend.work_dir = self.artifacts_dir
         return self._backend
 
     def model(self):

@@ -59,7 +59,10 @@ def encode_example(tokenizer, prefix: str, target: str, max_seq_len: int) -> dic
 
 
 def encode_tasks(tokenizer, tasks: list[dict], max_seq_len: int,
-                 prompt=lambda t: t["prefix"]) -> list[dict[str, Any]]:
+                 prompt=None) -> list[dict[str, Any]]:
+    """Training examples of ``tasks``; ``prompt(task)`` (default: the prefix), e.g. a
+    context provider's prompt (``Method.training_prompt``)."""
+    prompt = prompt or (lambda t: t["prefix"])
     return [encode_example(tokenizer, prompt(t), t["target"], max_seq_len) for t in tasks]
 
 

@@ -114,6 +114,7 @@ class GenerationBackend(ABC):
     """Generates raw continuations for requests, in order."""
 
     name: str = ""
+    work_dir: Path | None = None   # the run's artifacts directory, when it has one
 
     @staticmethod
     def default_batch_size(device: str) -> int:

@@ -51,7 +51,8 @@ class VLLMOptions:
     enforce_eager: bool = True         # no CUDA graphs (faster start; set false on a GPU)
     enable_prefix_caching: bool = True
     dtype: str = "auto"                # auto: bfloat16 on CUDA, float32 on CPU (as the HF backend)
-    adapter_dir: str = ""              # where in-memory adapters are written ("": a temp dir)
+    adapter_dir: str = ""              # where in-memory adapters are written ("": the run's
+                                       # artifacts/vllm-adapters, else a temp dir)
 
 
 def parse_backend_options(items: list[str] | dict | None) -> VLLMOptions:
@@ -122,6 +123,7 @@ class VLLMBackend(GenerationBackend):
         self._rank = 0
         self._ids: dict[str, int] = {}                   # adapter key -> LoRA int id
         self._paths: dict[str, str] = {}
+        self._ranks: dict[str, int] = {}                 # adapter key -> its rank (read once)
         self._dir = Path(options.adapter_dir) if options.adapter_dir else None
 
     @classmethod
@@ -186,8 +188,9 @@ class VLLMBackend(GenerationBackend):
         if key not in self._ids:
             self._ids[key] = len(self._ids) + 1
             if isinstance(adapter, AdapterWeights):
-                if self._dir is None:
-                    self._dir = Path(tempfile.mkdtemp(prefix="repopeftbench-vllm-adapters-"))
+                if self._dir is None:      # into the run (its artifacts), else a temp dir
+                    self._dir = Path(self.work_dir) / "vllm-adapters" if self.work_dir else \
+                        Path(tempfile.mkdtemp(prefix="repopeftbench-vllm-adapters-"))
                 digest = hashlib.sha256(key.encode()).hexdigest()[:12]
                 path = write_peft_adapter(adapter, self._dir / f"{_safe(adapter.name)}-{digest}")
             else:
@@ -213,8 +216,10 @@ class VLLMBackend(GenerationBackend):
         if not requests:
             return []
         keys = [adapter_key(r.adapter) for r in requests]
-        ranks = {k: self._rank_of(r.adapter) for k, r in zip(keys, requests) if k is not None}
-        llm = self._engine(max(ranks.values(), default=0))
+        for k, r in zip(keys, requests):
+            if k is not None and k not in self._ranks:
+                self._ranks[k] = self._rank_of(r.adapter)
+        llm = self._engine(max((self._ranks[k] for k in set(keys) if k is not None), default=0))
         ids = [encode_prompt(self.tokenizer, r.prompt, self.config.max_input_tokens)
                for r in requests]
         loras = [self._lora(k, r.adapter) for k, r in zip(keys, requests)]
