@@ -9,15 +9,16 @@
 # compared with the pretrained model and shared-lora+drc with shared-lora, on all tasks
 # and per knowledge-source label; and DRC's coverage, added tokens and resolution time
 # (bench_drc.py).
-#   bash benchmarks/run_context.sh BENCH OUT [MODEL]
+#   [INPUT=1024 TOP=8 EPOCHS=1 TASKS=24 LIMIT=200 SPLITS=... COVERAGE_SPLITS=...] \
+#       bash benchmarks/run_context.sh BENCH OUT [MODEL]
 set -euo pipefail
 BENCH=$1; OUT=$2; MODEL=${3:-smollm2}; HERE=$(cd "$(dirname "$0")" && pwd)
 INPUT=${INPUT:-1024}; TOP=${TOP:-8}; EPOCHS=${EPOCHS:-1}; TASKS=${TASKS:-24}; LIMIT=${LIMIT:-200}
-SPLITS=${SPLITS:-test_in_repo,test_cross_repo}
+SPLITS=${SPLITS:-test_in_repo,test_cross_repo}; COVERAGE_SPLITS=${COVERAGE_SPLITS:-$SPLITS}
 COMMON=(--option max_seq_len="$INPUT" --option top_layers="$TOP" --option batch_size=4
         --option max_train_tasks_per_repo="$TASKS" --option epochs="$EPOCHS" --option save_steps=100)
 mkdir -p "$OUT"
-python "$HERE/bench_drc.py" --dataset "$BENCH" --model "$MODEL" --splits "$SPLITS" \
+[ -s "$OUT/drc_coverage.txt" ] || python "$HERE/bench_drc.py" --dataset "$BENCH" --model "$MODEL" --splits "$COVERAGE_SPLITS" \
     --max-input-tokens "$INPUT" > "$OUT/drc_coverage.txt"
 for name in shared-lora shared-lora-drc; do
     extra=(); [ "$name" = shared-lora-drc ] && extra=(--option context=drc)
