@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from evaluators.budget import TrainOptions, cap_per_repo, data_hash  # noqa: F401 (re-exported)
 from evaluators.context import ContextOptions
 from evaluators.lora.config import DEFAULT_TARGETS
+from repopeftbench.errors import UserError
+from repopeftbench.io import sha256_file
 
 if TYPE_CHECKING:  # torch is imported only when a method trains
     from evaluators.training import TrainResult
@@ -21,6 +23,43 @@ class LoraOptions(TrainOptions, ContextOptions):
     r: int = 16
     alpha: float = 32.0
     target_modules: tuple[str, ...] = DEFAULT_TARGETS
+    # a PEFT adapter directory (or a checkpoint holding one in adapter/) the training starts
+    # from instead of zero, e.g. a shared-lora checkpoint; its rank, alpha, projections and
+    # layers must be these
+    init_adapter: str = ""
+
+
+def init_adapter_dir(path: str) -> Path:
+    """The PEFT adapter directory ``init_adapter=`` names (itself or its ``adapter/``)."""
+    for d in (Path(path), Path(path) / "adapter"):
+        if (d / "adapter_config.json").is_file() and (d / "adapter_model.safetensors").is_file():
+            return d
+    raise UserError(f"init_adapter={path}: no PEFT adapter there (adapter_config.json and "
+                    f"adapter_model.safetensors, in it or in its adapter/)")
+
+
+def init_adapter_hash(path: str) -> str:
+    """What the initial adapter's weights are (a training cache must not outlive them)."""
+    d = init_adapter_dir(path)
+    return sha256_file(d / "adapter_model.safetensors")[:16]
+
+
+def _load_init_adapter(model, options: LoraOptions, layers):
+    """The base model with the initial adapter, trainable, after checking it is the LoRA
+    these options describe (so only the starting point differs from a fresh one)."""
+    from peft import PeftConfig, PeftModel
+    d = init_adapter_dir(options.init_adapter)
+    cfg = PeftConfig.from_pretrained(str(d))
+    have = {"r": cfg.r, "alpha": float(cfg.lora_alpha),
+            "target_modules": sorted(cfg.target_modules or []),
+            "layers": sorted(cfg.layers_to_transform or [])}
+    want = {"r": options.r, "alpha": float(options.alpha),
+            "target_modules": sorted(options.target_modules), "layers": sorted(layers)}
+    wrong = [f"{k} {have[k]} (wanted {want[k]})" for k in have if have[k] != want[k]]
+    if wrong:
+        raise UserError(f"init_adapter={options.init_adapter}: not this LoRA: "
+                        + "; ".join(wrong))
+    return PeftModel.from_pretrained(model, str(d), is_trainable=True)
 
 
 def train_lora_adapter(model_name: str, device: str, tasks: list[dict], options: LoraOptions,
@@ -38,10 +77,13 @@ def train_lora_adapter(model_name: str, device: str, tasks: list[dict], options:
     model.train()
     from evaluators.lora.config import top_layers
     layers = top_layers(model, options.top_layers)
-    peft_model = get_peft_model(model, LoraConfig(
-        r=options.r, lora_alpha=options.alpha, lora_dropout=0.0,
-        target_modules=list(options.target_modules), task_type="CAUSAL_LM",
-        layers_to_transform=list(layers) or None))
+    if options.init_adapter:
+        peft_model = _load_init_adapter(model, options, layers)
+    else:
+        peft_model = get_peft_model(model, LoraConfig(
+            r=options.r, lora_alpha=options.alpha, lora_dropout=0.0,
+            target_modules=list(options.target_modules), task_type="CAUSAL_LM",
+            layers_to_transform=list(layers) or None))
     examples = encode_tasks(tokenizer, tasks, options.max_seq_len, prompt)
     cache = None
     if layers:                       # the frozen layers below the adapters: computed once

@@ -1,22 +1,42 @@
-"""One LoRA adapter per repository, trained on its in-repo training tasks (SPEC section 9)."""
+"""One LoRA adapter per repository, trained on its in-repo training tasks (SPEC section 9).
+
+``init_adapter=`` starts every repository's adapter from one trained adapter (a
+shared-lora checkpoint) instead of zero, so the repository's own tasks refine what all
+repositories taught. ``audit=true`` also scores each task with another repository's
+adapter (``other``: half-way round the sorted repositories of the evaluated tasks), so
+``own - other`` is what a repository's own adapter adds beyond an adapter trained the
+same way on another repository.
+"""
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from evaluators.registry import Method, register_method
+from evaluators.registry import Method, halfway_partners, register_method
 from repopeftbench.errors import UserError
 from repopeftbench.io import canonical_json, sha256_text
 
-from .lora_training import LoraOptions, cap_per_repo, data_hash, train_lora_adapter
+from .lora_training import (LoraOptions, cap_per_repo, data_hash, init_adapter_hash,
+                            train_lora_adapter)
+
+
+@dataclass
+class PerRepoLoraOptions(LoraOptions):
+    audit: bool = False      # also score every task with another repository's adapter
 
 
 @register_method("per-repo-lora")
 class PerRepoLora(Method):
     """A LoRA adapter per repository from its own training tasks (in-repo splits only)."""
-    Options = LoraOptions
+    Options = PerRepoLoraOptions
     trainable = True
+    audit_modes: ClassVar[tuple[str, ...]] = ("own", "other")
+    keyless_defaults = ("init_adapter",)
+    unkeyed = ("audit",)
+    mode = "own"
 
     def check_split(self, track: str, split: str) -> None:
         if not split.endswith("_in_repo") and split != "train":
@@ -31,12 +51,14 @@ class PerRepoLora(Method):
         for t in tasks:
             by_repo.setdefault(t["repo_id"], []).append(t)
         self._adapters: dict[str, Path] = {}
+        start = ({"init": init_adapter_hash(self.options.init_adapter)}
+                 if self.options.init_adapter else {})
         for repo_id in sorted(by_repo):
-            # cached by (repository, training data, configuration, seed)
+            # cached by (repository, training data, configuration, seed, starting weights)
             key = sha256_text(canonical_json({
                 "repo": repo_id, "data": data_hash(by_repo[repo_id]), "seed": self.context.seed,
                 "options": {k: v for k, v in self.config().items() if k != "name"},
-                "model": self.context.model_name}))[:16]
+                "model": self.context.model_name, **start}))[:16]
             out = self.context.artifacts("adapters", key)
             if not (out / "adapter" / "adapter_model.safetensors").exists():
                 train_lora_adapter(self.context.model_name, self.context.device, by_repo[repo_id],
@@ -59,9 +81,20 @@ class PerRepoLora(Method):
         index = json.loads((directory / "adapters.json").read_text())
         self._adapters = {r: directory / p for r, p in index.items()}
 
+    def prepare(self, tasks: list[dict]) -> None:
+        self._partner = halfway_partners(t["repo_id"] for t in tasks)
+
+    def set_audit_mode(self, mode: str) -> None:
+        if mode not in self.audit_modes:
+            raise ValueError(f"unknown audit mode {mode!r}")
+        self.mode = mode
+
     def adapter(self, task: dict):
-        path = self._adapters.get(task["repo_id"])
+        repo_id = task["repo_id"]
+        if self.mode == "other":
+            repo_id = getattr(self, "_partner", {}).get(repo_id, repo_id)
+        path = self._adapters.get(repo_id)
         if path is None:
-            raise UserError(f"per-repo-lora has no adapter for {task['repo_id']} "
+            raise UserError(f"per-repo-lora has no adapter for {repo_id} "
                             f"(it had no training tasks)")
         return path

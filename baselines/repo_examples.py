@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from evaluators.backends.base import Request
-from evaluators.registry import Method, register_method
+from evaluators.registry import Method, halfway_partners, register_method
 from repopeftbench.errors import UserError
 
 
@@ -63,8 +63,7 @@ class RepoExamples(Method):
         self._blocks: dict[str, str] = {}
 
     def prepare(self, tasks: list[dict]) -> None:
-        repos = sorted({t["repo_id"] for t in tasks})
-        self._partner = {r: repos[(i + len(repos) // 2) % len(repos)] for i, r in enumerate(repos)}
+        self._partner = halfway_partners(t["repo_id"] for t in tasks)
 
     def set_audit_mode(self, mode: str) -> None:
         if mode not in self.audit_modes:

@@ -14,6 +14,7 @@ class SharedLora(Method):
     """A single LoRA adapter (rank 16, alpha 32, all projections) over all training tasks."""
     Options = LoraOptions
     trainable = True
+    keyless_defaults = ("init_adapter",)
 
     def fit(self, bench, track: str) -> None:
         tasks = cap_per_repo(bench.train_tasks(track, columns=["prefix", "target"]),

@@ -107,6 +107,11 @@ class Method:
     demo: ClassVar[bool] = True                 # the demo runs it when it needs no training
     demo_teacher_forced: ClassVar[bool] = False  # ... and also scores it teacher-forced
     requires: ClassVar[tuple[str, ...]] = ()    # modules it imports (the demo skips it without)
+    # options left out of ``config`` (the run key) at their defaults: ones added after runs
+    # were cached, so those runs keep their keys
+    keyless_defaults: ClassVar[tuple[str, ...]] = ()
+    # options that never change a prediction (e.g. whether to also score the audit)
+    unkeyed: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, context: RunContext, options: Any = None):
         self.context = context
@@ -118,12 +123,15 @@ class Method:
     def config(self) -> dict:
         """Everything that changes this method's predictions (cached runs are keyed on it).
         Context options at their defaults are left out, so runs made before methods took
-        a context keep their keys."""
+        a context keep their keys (and so are ``keyless_defaults`` at theirs)."""
         from .context import CONTEXT_FIELDS
-        out = dataclasses.asdict(self.options)
+        out = {k: v for k, v in dataclasses.asdict(self.options).items()
+               if k not in type(self).unkeyed}
         defaults = self.Options()
         if all(out.get(k) == getattr(defaults, k, None) for k in CONTEXT_FIELDS if k in out):
             out = {k: v for k, v in out.items() if k not in CONTEXT_FIELDS}
+        out = {k: v for k, v in out.items()
+               if not (k in type(self).keyless_defaults and v == getattr(defaults, k, None))}
         return {"name": self.name, **out}
 
     # --- context (what goes before the prefix: evaluators.context) ---------------------
@@ -213,6 +221,13 @@ class Method:
         """Per task, in order: a raw generation, or a ``Request`` for the harness to
         generate (batched with other repositories' requests)."""
         return [Request(p, self.adapter(t)) for p, t in zip(self.prompts(repo_id, tasks), tasks)]
+
+
+def halfway_partners(repo_ids) -> dict[str, str]:
+    """An audit's "other" repository for each one: half-way round the sorted list, so no
+    repository is its own partner when there are two or more."""
+    repos = sorted(set(repo_ids))
+    return {r: repos[(i + len(repos) // 2) % len(repos)] for i, r in enumerate(repos)}
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:

@@ -108,6 +108,65 @@ def test_per_repo_lora_is_in_repo_only(bench, tiny, tmp_path, capsys):
     assert "per-repo-lora serves in-repo splits only" in capsys.readouterr().err
 
 
+def test_per_repo_lora_starts_from_a_shared_adapter_and_audits_another_repos(bench, tiny,
+                                                                             tmp_path):
+    from safetensors.torch import load_file
+
+    from repopeftbench.errors import UserError
+    lora = ["batch_size=2", "r=2", "alpha=4", "max_train_tasks_per_repo=4"]
+    shared = train("shared-lora", bench, "static", tmp_path / "shared", model=str(tiny),
+                   options=lora + ["max_steps=2", "learning_rate=5e-2"], progress=False)
+    start = load_file(shared / "adapter" / "adapter_model.safetensors")
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in start.items())
+
+    def per_repo(out, *extra):
+        ckpt = train("per-repo-lora", bench, "static", tmp_path / out, model=str(tiny),
+                     options=lora + ["max_steps=2", f"init_adapter={shared}", *extra],
+                     progress=False)
+        index = json.loads((ckpt / "adapters.json").read_text())
+        return ckpt, {r: load_file(ckpt / p / "adapter_model.safetensors")
+                      for r, p in index.items()}
+
+    _, frozen = per_repo("lr0", "learning_rate=0")        # no step taken: the shared adapter
+    assert all(torch.equal(w[k], start[k]) for w in frozen.values() for k in start)
+    ckpt, tuned = per_repo("lr", "learning_rate=5e-2")
+    assert all(any(not torch.equal(w[k], start[k]) for k in start) for w in tuned.values())
+    assert json.loads((ckpt / "method.json").read_text())["options"]["init_adapter"] == str(shared)
+    with pytest.raises(UserError, match=r"init_adapter=.*not this LoRA: r 2 \(wanted 4\)"):
+        train("per-repo-lora", bench, "static", tmp_path / "bad", model=str(tiny),
+              options=["r=4", "alpha=4", "max_steps=1", f"init_adapter={shared}"], progress=False)
+    with pytest.raises(UserError, match="no PEFT adapter there"):
+        train("per-repo-lora", bench, "static", tmp_path / "bad2", model=str(tiny),
+              options=["max_steps=1", f"init_adapter={tmp_path}"], progress=False)
+
+    plain = evaluate(bench, "static", "test_in_repo", "per-repo-lora", str(tiny),
+                     tmp_path / "run", checkpoint=ckpt, progress=False, scoring="teacher-forced")
+    audited = evaluate(bench, "static", "test_in_repo", "per-repo-lora", str(tiny),
+                       tmp_path / "audit", checkpoint=ckpt, progress=False,
+                       scoring="teacher-forced", method_options=["audit=true"])
+    assert plain.audit is None and audited.run_key == plain.run_key   # audit: not in the key
+    assert audited.audit["modes"] == ["own", "other"]
+    own = audited.audit["own"]["micro"]
+    assert own == plain.scores["metrics"]["tf_em"]["micro"]
+    other = [json.loads(x) for x in (tmp_path / "audit" / "samples-other.jsonl").read_text()
+             .splitlines()[1:]]
+    mine = [json.loads(x) for x in (tmp_path / "audit" / "samples.jsonl").read_text()
+            .splitlines()[1:]]
+    assert [s["task_id"] for s in other] == [s["task_id"] for s in mine]
+    # the two repositories' adapters differ, so another's adapter scores the task otherwise
+    assert any(a["tf_logprob"] != b["tf_logprob"] for a, b in zip(mine, other))
+
+
+def test_new_lora_options_keep_the_run_keys_of_earlier_runs():
+    from evaluators.registry import RunContext, get_method, parse_options
+    for name in ("shared-lora", "per-repo-lora"):
+        cls = get_method(name)
+        cfg = cls(RunContext(model_name="m"), parse_options(cls, [])).config()
+        assert "init_adapter" not in cfg and "audit" not in cfg
+        cfg = cls(RunContext(model_name="m"), parse_options(cls, ["init_adapter=x"])).config()
+        assert cfg["init_adapter"] == "x"
+
+
 @pytest.mark.parametrize("method", ["fft", "fft-rag"])
 def test_full_fine_tuning_changes_every_weight_and_predicts_with_them(method, bench, tiny, tmp_path):
     from safetensors.torch import load_file
