@@ -2,8 +2,9 @@
 every run against the reference run (shared LoRA) on their common tasks, on all tasks and
 per knowledge-source label, teacher-forced em and log-likelihood, each with its paired
 repository-bootstrap CI and the smallest difference it could detect; each audit (own,
-leave-one-out mean, shuffled, another repository's examples); and a plot of own minus
-mean per repository.
+leave-one-out mean, shuffled, another repository's examples or adapter); and a plot of
+own minus the first replacement (the leave-one-out mean where the audit has one) per
+repository.
 
     python benchmarks/report_ceilings.py --dataset BENCH --runs OUT/runs \\
         [--reference shared-lora] [--plot own_minus_mean.png]
@@ -101,26 +102,29 @@ def main() -> None:
             print(f"| {r} | {modes[0]} - {mode}, {label} label ({c['n_tasks']} tasks, "
                   f"{c['n_repos']} repos) | {_pct(c['delta'])} [{_pct(c['ci'][0])}, "
                   f"{_pct(c['ci'][1])}] ({c['mde']:.2f}) | |")
-        mean_path = root / r / "samples-mean.jsonl"
-        if mean_path.exists():
-            mean = {s.task_id: s for s in read_scored_mode(mean_path, args.dataset)}
+        # the plot's replacement: the leave-one-out mean where the audit has one
+        rep = "mean" if "mean" in modes else modes[1] if len(modes) > 1 else None
+        rep_path = root / r / f"samples-{rep}.jsonl"
+        if rep and rep_path.exists():
+            other = {s.task_id: s for s in read_scored_mode(rep_path, args.dataset)}
             diffs: dict[str, list[float]] = {}
             for s in scored[r]:
-                if s.task_id in mean:
+                if s.task_id in other:
                     diffs.setdefault(s.repo_id, []).append(
-                        s.scores["tf_logprob"] - mean[s.task_id].scores["tf_logprob"])
-            per_repo[r] = {k: sum(v) / len(v) for k, v in diffs.items()}
+                        s.scores["tf_logprob"] - other[s.task_id].scores["tf_logprob"])
+            per_repo[r] = (rep, {k: sum(v) / len(v) for k, v in diffs.items()})
     if args.plot and per_repo:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, axes = plt.subplots(len(per_repo), 1, figsize=(10, 3.2 * len(per_repo)), squeeze=False)
-        for ax, (r, d) in zip(axes[:, 0], sorted(per_repo.items())):
+        for ax, (r, (rep, d)) in zip(axes[:, 0], sorted(per_repo.items())):
             items = sorted(d.items(), key=lambda kv: kv[1])
             ax.bar(range(len(items)), [v for _, v in items],
                    color=["tab:green" if v > 0 else "tab:red" for _, v in items])
             ax.axhline(0, color="black", linewidth=0.8)
-            ax.set_title(f"{r}: own - leave-one-out mean adapter, tf_logprob (nats/token), "
+            what = "leave-one-out mean adapter" if rep == "mean" else f"{rep} adapter"
+            ax.set_title(f"{r}: own - {what}, tf_logprob (nats/token), "
                          f"per repository ({len(items)})")
             ax.set_xticks([])
         fig.tight_layout()

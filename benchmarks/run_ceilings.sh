@@ -11,6 +11,10 @@
 #   3. repo-examples, no training: k solved training tasks of the repository before the
 #      prefix; its audit: another repository's (prompts differ, so scored on its own, on
 #      EXAMPLES_LIMIT tasks).
+#   4. (STAGES=fromshared) per-repo-from-shared: per-repo-lora whose adapters start from
+#      the shared-lora adapter (init_adapter=), then EPOCHS epochs over the repository's
+#      own tasks; its audit: another repository's adapter made the same way, so own - other
+#      is what the repository's own tasks add at an equal budget.
 # Then Code2LoRA-Static with the residual head and the stabilisers (MiniLM over the context
 # files), the same budget. The trained methods are scored in one pass (evaluate-together:
 # the layers below the adapters once for all), then each is compared with shared-lora,
@@ -49,12 +53,19 @@ if [[ $STAGES == *ceilings* ]]; then
         --model "$MODEL" --max-input-tokens "$INPUT" --scoring teacher-forced --no-progress \
         --limit "$EXAMPLES_LIMIT" --out "$OUT/runs/repo-examples" > "$OUT/runs/repo-examples.txt"
 fi
+if [[ $STAGES == *fromshared* ]]; then
+    train shared-lora shared-lora
+    train per-repo-from-shared per-repo-lora --option init_adapter="$OUT/ckpt/shared-lora"
+    together "$(run shared-lora shared-lora shared-lora)" \
+        "$(run per-repo-from-shared per-repo-lora per-repo-from-shared),audit=true" \
+        > "$OUT/runs/fromshared.txt"
+fi
 if [[ $STAGES == *code2lora* ]]; then
     train c2l-residual code2lora-static --option max_chunks=1 "${RESIDUAL[@]}"
     together "$(run shared-lora shared-lora shared-lora)" \
         "$(run c2l-residual code2lora-static c2l-residual)" > "$OUT/runs/code2lora.txt"
 fi
-for run in pretrained per-repo-lora repo-vector c2l-residual; do
+for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual; do
     [ -f "$OUT/runs/$run/results.json" ] || continue
     for label in "" prefix repository none; do
         for metric in tf_em tf_logprob; do
