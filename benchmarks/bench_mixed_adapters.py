@@ -16,7 +16,7 @@ import time
 import torch
 
 from evaluators.backends.base import AdapterWeights, GenerationConfig, Request
-from evaluators.backends.hf import HFBackend
+from evaluators.backends.hf import HFBackend, HFOptions
 from evaluators.lora.config import LoraSpec
 from evaluators.lora.model import LoraAdapter
 from evaluators.models import load_model
@@ -49,7 +49,8 @@ def main() -> None:
     model, tokenizer, _ = load_model(args.model, args.device)
     spec = LoraSpec()
     adapters = [random_adapter(model, spec, i) for i in range(args.adapters)]
-    backend = HFBackend(model, tokenizer, GenerationConfig(batch_size=args.batch_size), progress=False)
+    backend = HFBackend(model, tokenizer, GenerationConfig(), progress=False,
+                        options=HFOptions(batch_size=args.batch_size))
     # adapters are passed as in-memory weights (what a hypernetwork produces)
     weights = [AdapterWeights(a.name, a.peft_config(), a.peft_tensors()) for a in adapters]
 

@@ -119,12 +119,14 @@ def run_demo(out: str | Path, repos: str | Path | None = None, methods: list[str
     splits = [s for s in ("test_in_repo", "test_cross_repo", "test_ood") if s in bench.splits("static")]
     say(f"2/3 evaluating {', '.join(methods)} ({model}) on {', '.join(splits)}, "
         f"{limit} tasks each, inputs cut to {max_input_tokens} tokens")
-    gen = GenerationConfig(batch_size=batch_size, max_input_tokens=max_input_tokens)
+    gen = GenerationConfig(max_input_tokens=max_input_tokens)
+    hf = {"batch_size": batch_size} if batch_size else None    # the HF backend's option
     for method in methods:
         for split in splits:
             results = evaluate(out / "bench", "static", split, method, model,
                                out / "runs" / f"{method}-{split}", limit=limit, device=device,
-                               generation=gen, progress=progress, sample="per_repo")
+                               generation=gen, progress=progress, sample="per_repo",
+                               backend_options=hf)
             say(format_scores(results))
     forced = [m for m in methods if get_method(m).demo_teacher_forced] if tf_limit else []
     for method in forced:
@@ -134,7 +136,7 @@ def run_demo(out: str | Path, repos: str | Path | None = None, methods: list[str
             results = evaluate(out / "bench", "static", split, method, model,
                                out / "runs" / f"{method}-{split}-teacher-forced", limit=tf_limit,
                                device=device, generation=gen, progress=progress,
-                               sample="per_repo", scoring="teacher-forced")
+                               sample="per_repo", scoring="teacher-forced", backend_options=hf)
             say(format_scores(results))
     say(f"3/3 leaderboard in {out / 'leaderboard'}")
     entries, warning = write_leaderboard(out / "runs", out / "leaderboard")

@@ -131,8 +131,19 @@ def convert_gguf(source: GGUFSource, dest: Path) -> Path:
         out = Path(tmp) / "model"
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
-        os.replace(out, dest)
+        publish_directory(out, dest)
     return dest
+
+
+def publish_directory(out: Path, dest: Path) -> None:
+    """Move a finished model directory into place atomically. Processes started together
+    on an empty cache (the shards of one evaluation) each convert the model; the first to
+    finish wins and the others keep its copy (the conversion is deterministic)."""
+    try:
+        os.replace(out, dest)
+    except OSError:
+        if not (dest / "config.json").exists():
+            raise
 
 
 def resolve_model(name_or_path: str) -> str:

@@ -89,7 +89,18 @@ def cmd_select(args: argparse.Namespace) -> int:
 def _generation(args: argparse.Namespace):
     from evaluators.backends.base import GenerationConfig
     return GenerationConfig(max_new_tokens=args.max_new_tokens,
-                            max_input_tokens=args.max_input_tokens, batch_size=args.batch_size)
+                            max_input_tokens=args.max_input_tokens)
+
+
+def _backend_options(args: argparse.Namespace) -> list[str]:
+    """``--backend-option``s, with ``--batch-size`` as the hf backend's ``batch_size``."""
+    options = list(args.backend_option)
+    if getattr(args, "batch_size", None) is not None:
+        if args.backend != "hf":
+            raise UserError(f"--batch-size is the hf backend's option; the {args.backend} "
+                            f"backend schedules its own batches (see its --backend-option)")
+        options.append(f"batch_size={args.batch_size}")
+    return options
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -100,7 +111,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        method_options=args.option, checkpoint=args.checkpoint, seed=args.seed,
                        backend=args.backend, progress=not args.no_progress,
                        sample=args.sample.replace("-", "_"), scoring=args.scoring,
-                       shard=args.shard, backend_options=args.backend_option)
+                       shard=args.shard, backend_options=_backend_options(args))
     print(format_scores(results))
     print(f"Run written to {args.out} (predictions.jsonl, results.json); "
           f"{results.n_predicted_now} tasks predicted now, {results.wall_time_s} s.")
@@ -136,7 +147,7 @@ def cmd_evaluate_together(args: argparse.Namespace) -> int:
                                     generation=_generation(args), seed=args.seed,
                                     backend=args.backend, progress=not args.no_progress,
                                     sample=args.sample.replace("-", "_"), scoring=args.scoring,
-                                    shard=args.shard, backend_options=args.backend_option)
+                                    shard=args.shard, backend_options=_backend_options(args))
     for spec, results in zip(args.run, all_results):
         print(f"== {spec.out_dir} ({spec.method})")
         print(format_scores(results))
@@ -302,7 +313,8 @@ def _add_task_args(p: argparse.ArgumentParser, scoring: str = "generate") -> Non
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="prompts per batch (default: the backend's choice: 8 on CUDA, 1 on CPU)")
+                   help="the hf backend's prompts per batch (--backend-option batch_size=N; "
+                        "default: 8 on CUDA, 1 on CPU)")
     from evaluators.backends.base import GenerationConfig
     protocol = GenerationConfig()
     p.add_argument("--max-new-tokens", type=_positive_int, default=protocol.max_new_tokens,

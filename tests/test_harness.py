@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from evaluators.backends.base import GenerationConfig  # noqa: E402
-from evaluators.backends.hf import HFGenerator, reference_generate  # noqa: E402
+from evaluators.backends.hf import HFGenerator, HFOptions, reference_generate  # noqa: E402
 from evaluators.harness import evaluate, score_predictions  # noqa: E402
 from evaluators.registry import Method, get_method, register_method  # noqa: E402
 from evaluators.submission import SubmissionError  # noqa: E402
@@ -47,8 +47,8 @@ def test_generation_protocol(tiny_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
     tok = AutoTokenizer.from_pretrained(tiny_model)
-    gen = HFGenerator(model, tok, GenerationConfig(max_new_tokens=12, max_input_tokens=16, batch_size=4),
-                      progress=False)
+    gen = HFGenerator(model, tok, GenerationConfig(max_new_tokens=12, max_input_tokens=16),
+                      progress=False, options=HFOptions(batch_size=4))
     assert gen.banned == [[tok.convert_tokens_to_ids("<fim_middle>")]]
     long_ids = gen.encode(TESTS["tests/test_m0.py"])
     assert len(long_ids) == 16 and long_ids == tok(TESTS["tests/test_m0.py"])["input_ids"][-16:]
@@ -57,17 +57,19 @@ def test_generation_protocol(tiny_model):
     batched = gen.generate(prompts)
     one_by_one = [gen.generate([p])[0] for p in prompts]
     assert batched == one_by_one  # batched decoding over shared prefixes changes nothing
-    flat = HFGenerator(model, tok, replace(gen.config, reuse_prefix=False), progress=False)
+    flat = HFGenerator(model, tok, gen.config, progress=False,
+                       options=replace(gen.options, reuse_prefix=False))
     assert flat.generate(prompts) == one_by_one  # nor do left padding and length batching
     assert batched == reference_generate(gen, prompts)  # same as model.generate per prompt
     # one at a time, prompts sharing a prefix reuse its key/value cache: same predictions
-    one = HFGenerator(model, tok, GenerationConfig(max_new_tokens=12, max_input_tokens=64,
-                                                   batch_size=1, min_shared_tokens=2), progress=False)
+    one = HFGenerator(model, tok, GenerationConfig(max_new_tokens=12, max_input_tokens=64),
+                      progress=False, options=HFOptions(batch_size=1, min_shared_tokens=2))
     source = TESTS["tests/test_m0.py"] + TESTS["tests/test_m1.py"]
     cuts = [source[:k] for k in range(20, len(source), 37)] + ["x = compute(3)\nassert x == "]
     assert one.generate(cuts) == reference_generate(one, cuts)
     for rows in (1, 3):     # encoded one by one, decoded in batches of `rows` prompts
-        other = HFGenerator(model, tok, replace(one.config, decode_batch_size=rows), progress=False)
+        other = HFGenerator(model, tok, one.config, progress=False,
+                            options=replace(one.options, decode_batch_size=rows))
         assert other.generate(cuts) == reference_generate(one, cuts)
     calls, graded = [], []
     model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape),
@@ -81,8 +83,8 @@ def test_generation_protocol(tiny_model):
     # that are prefixes of the last one but for a short tail, encoded in one pass
     asserts = [source[:m.end()] for m in re.finditer("== ", source)]
     for tail in (1, 4, 16):
-        other = HFGenerator(model, tok, replace(one.config, max_tail_tokens=tail, max_input_tokens=4096),
-                            progress=False)
+        other = HFGenerator(model, tok, replace(one.config, max_input_tokens=4096),
+                            progress=False, options=replace(one.options, max_tail_tokens=tail))
         calls.clear()
         mine = other.generate(asserts)
         if tail == 16:      # one pass for the shared text, one per batch for the tails
@@ -285,3 +287,36 @@ def test_per_repo_sample_covers_repositories_and_is_nested(bench):
     res = evaluate(bench, "static", "test_cross_repo", "gold", "-", Path(b.dir).parent / "dealt",
                    limit=len(repos), sample="per_repo", progress=False)
     assert res.dataset.sample == "per_repo" and res.scores["n_repos"] == len(repos)
+
+
+def test_hf_scheduling_is_the_backends_option_and_run_keys_stay():
+    from evaluators.backends.base import parse_backend_options
+    from evaluators.backends.hf import HFOptions
+    from repopeftbench.errors import UserError
+    # the protocol as the run key records it: what it was when scheduling lived there
+    assert GenerationConfig().to_dict() == {
+        "max_new_tokens": 64, "max_input_tokens": 4096, "batch_size": None,
+        "stop_at_newline": True, "reuse_prefix": True, "min_shared_tokens": 8,
+        "prompt_encoding": "bos+left-truncated"}
+    o = parse_backend_options(HFOptions, ["batch_size=3", "reuse_prefix=false"], "hf")
+    assert (o.batch_size, o.reuse_prefix, o.min_shared_tokens) == (3, False, 8)
+    assert parse_backend_options(HFOptions, {"batch_size": None}, "hf").batch_size is None
+    with pytest.raises(UserError, match="unknown hf backend option 'max_loras'"):
+        parse_backend_options(HFOptions, ["max_loras=2"], "hf")
+    with pytest.raises(UserError, match="decode_batch_size='x': not a valid int"):
+        parse_backend_options(HFOptions, ["decode_batch_size=x"], "hf")
+
+
+def test_batch_size_flag_is_the_hf_backends(bench, tiny_model, tmp_path, capsys):
+    from repopeftbench.cli import main
+    args = ["evaluate", "--method", "pretrained", "--dataset", str(bench), "--split",
+            "test_in_repo", "--model", str(tiny_model), "--limit", "3", "--no-progress",
+            "--max-new-tokens", "4"]
+    assert main(args + ["--out", str(tmp_path / "a"), "--batch-size", "2"]) == 0
+    assert main(args + ["--out", str(tmp_path / "b"), "--backend-option", "batch_size=1"]) == 0
+    a = json.loads((tmp_path / "a/results.json").read_text())
+    b = json.loads((tmp_path / "b/results.json").read_text())
+    assert a["run_key"] == b["run_key"]            # a schedule is not part of the key
+    assert main(args + ["--out", str(tmp_path / "c"), "--batch-size", "2",
+                        "--backend", "vllm"]) == 2
+    assert "--batch-size is the hf backend's option" in capsys.readouterr().err

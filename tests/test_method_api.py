@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 peft = pytest.importorskip("peft")
 
 from evaluators.backends.base import GenerationConfig  # noqa: E402
-from evaluators.backends.hf import HFGenerator, reference_generate  # noqa: E402
+from evaluators.backends.hf import HFGenerator, HFOptions, reference_generate  # noqa: E402
 from evaluators.harness import evaluate  # noqa: E402
 from evaluators.registry import Method, parse_options, register_method  # noqa: E402
 from repopeftbench.cli import main  # noqa: E402
@@ -146,18 +146,21 @@ def test_requests_carry_their_adapter(bench, tiny_model, tmp_path):
     tok = AutoTokenizer.from_pretrained(tiny_model)
     for repo_id, path in adapters.items():
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), path).eval()
-        ref = HFGenerator(model, tok, GenerationConfig(max_new_tokens=6, batch_size=1), progress=False)
+        ref = HFGenerator(model, tok, GenerationConfig(max_new_tokens=6), progress=False,
+                         options=HFOptions(batch_size=1))
         mine = [t for t in tasks if t["repo_id"] == repo_id]
         assert [preds[t["task_id"]] for t in mine] == ref.generate([t["prefix"] for t in mine]) \
             == reference_generate(ref, [t["prefix"] for t in mine])    # model.generate per task
     base = HFGenerator(AutoModelForCausalLM.from_pretrained(tiny_model).eval(), tok,
-                       GenerationConfig(max_new_tokens=6, batch_size=1), progress=False)
+                       GenerationConfig(max_new_tokens=6), progress=False,
+                         options=HFOptions(batch_size=1))
     plain = base.generate([t["prefix"] for t in tasks])
     adapted = [preds[t["task_id"]] for t in tasks]
     assert plain != adapted  # the adapters change what the model says
     # batches of 4 mix both repositories' adapters (per-row LoRA): the same predictions
     evaluate(bench, "static", "test_in_repo", "adapted-test", str(tiny_model), tmp_path / "run4",
-             generation=GenerationConfig(max_new_tokens=6, batch_size=4), progress=False)
+             generation=GenerationConfig(max_new_tokens=6), progress=False,
+             backend_options={"batch_size": 4})
     mixed = {json.loads(x)["task_id"]: json.loads(x)["raw"]
              for x in (tmp_path / "run4/predictions.jsonl").read_text().splitlines()[1:]}
     assert mixed == preds

@@ -22,3 +22,28 @@ def test_split_model_parts_are_found_below_the_package(tmp_path, monkeypatch):
     work.mkdir()
     d, name = models._gguf_file(source, work)
     assert (d / name).read_bytes() == parts[0].read_bytes() + parts[1].read_bytes()
+
+
+def test_a_model_converted_by_two_processes_at_once_keeps_the_first_copy(tmp_path):
+    """Shards started together on an empty cache each convert the model: the second to
+    finish finds the directory in place and keeps it instead of failing."""
+    import pytest
+
+    from evaluators.models import publish_directory
+
+    def finished(name: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(name)
+        return d
+
+    dest = tmp_path / "models" / "m"
+    dest.parent.mkdir()
+    publish_directory(finished("first"), dest)
+    publish_directory(finished("second"), dest)
+    assert (dest / "config.json").read_text() == "first"
+    broken = tmp_path / "models" / "half"
+    broken.mkdir()
+    (broken / "stray").write_text("")          # not a model directory: a real error
+    with pytest.raises(OSError):
+        publish_directory(finished("third"), broken)

@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 
 from evaluators.backends.base import (GenerationConfig, Request, encode_prompt,  # noqa: E402
                                       encode_target)
-from evaluators.backends.hf import HFBackend, HFGenerator  # noqa: E402
+from evaluators.backends.hf import HFBackend, HFGenerator, HFOptions  # noqa: E402
 from evaluators.harness import compare_runs, evaluate  # noqa: E402
 from evaluators.training import encode_example  # noqa: E402
 
@@ -62,8 +62,8 @@ def _naive(model, gen: HFGenerator, prompt: str, target: str, adapter_model=None
 @pytest.mark.parametrize("min_shared", [2, 10_000])
 def test_scores_equal_a_naive_forward_pass_per_task(tiny, min_shared):
     model, tok = _load(tiny)
-    cfg = GenerationConfig(max_input_tokens=60, min_shared_tokens=min_shared)
-    backend = HFBackend(model, tok, cfg, progress=False)
+    backend = HFBackend(model, tok, GenerationConfig(max_input_tokens=60), progress=False,
+                        options=HFOptions(min_shared_tokens=min_shared))
     tasks = _tasks()
     got = backend.score_targets([Request(p) for p, _ in tasks], [t for _, t in tasks])
     for (prompt, target), score in zip(tasks, got):
@@ -108,8 +108,8 @@ def test_adapters_per_row_score_like_the_merged_model(tiny, tmp_path):
     from peft import PeftModel
     model, tok = _load(tiny)
     adapter = make_peft_adapter(tiny, tmp_path / "a", seed=1)
-    backend = HFBackend(model, tok, GenerationConfig(max_input_tokens=60, min_shared_tokens=2),
-                        progress=False)
+    backend = HFBackend(model, tok, GenerationConfig(max_input_tokens=60), progress=False,
+                        options=HFOptions(min_shared_tokens=2))
     tasks = _tasks()
     reqs = [Request(p, adapter if i % 2 else None) for i, (p, _) in enumerate(tasks)]
     got = backend.score_targets(reqs, [t for _, t in tasks])
@@ -198,15 +198,15 @@ def test_audit_configurations_scored_together_equal_each_alone(tiny, tmp_path):
     for pool in (top, top[:2] + [every]):
         configs = [[Request(p, pool[(i + c) % 3] if c < 3 else None) for i, (p, _) in enumerate(tasks)]
                    for c in range(4)]          # c = 3: the base model
-        backend = HFBackend(model, tok, GenerationConfig(max_input_tokens=60, min_shared_tokens=2),
-                            progress=False)
+        backend = HFBackend(model, tok, GenerationConfig(max_input_tokens=60), progress=False,
+                            options=HFOptions(min_shared_tokens=2))
         seen = []
         together = backend.score_configurations(configs, targets,
                                                 on_result=lambda c, i, s: seen.append((c, i)))
         assert sorted(seen) == [(c, i) for c in range(4) for i in range(len(tasks))]
         for c, requests in enumerate(configs):
-            alone = HFBackend(model, tok, GenerationConfig(max_input_tokens=60, min_shared_tokens=2),
-                              progress=False).score_targets(requests, targets)
+            alone = HFBackend(model, tok, GenerationConfig(max_input_tokens=60), progress=False,
+                              options=HFOptions(min_shared_tokens=2)).score_targets(requests, targets)
             for i, (a, b) in enumerate(zip(together[c], alone)):
                 assert math.isclose(a.logprob, b.logprob, rel_tol=1e-5, abs_tol=1e-5), (c, i)
                 assert (a.n_correct, a.em) == (b.n_correct, b.em)

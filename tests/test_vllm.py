@@ -13,7 +13,8 @@ vllm = pytest.importorskip("vllm", reason="vLLM is not installed in this environ
 
 from evaluators.backends import make_backend  # noqa: E402
 from evaluators.backends.base import AdapterWeights, GenerationConfig, Request  # noqa: E402
-from evaluators.backends.vllm import parse_backend_options  # noqa: E402
+from evaluators.backends.base import parse_backend_options  # noqa: E402
+from evaluators.backends.vllm import VLLMOptions  # noqa: E402
 from repopeftbench.dataset import Benchmark  # noqa: E402
 from repopeftbench.errors import UserError  # noqa: E402
 
@@ -86,9 +87,10 @@ def test_vllm_predicts_what_the_hf_backend_predicts_with_mixed_adapters(world, t
 
 
 def test_backend_options_are_parsed_and_checked():
-    o = parse_backend_options(["max_loras=3", "enforce_eager=false", "gpu_memory_utilization=0.2"])
+    o = parse_backend_options(VLLMOptions, ["max_loras=3", "enforce_eager=false",
+                                            "gpu_memory_utilization=0.2"], "vllm")
     assert (o.max_loras, o.enforce_eager, o.gpu_memory_utilization) == (3, False, 0.2)
     with pytest.raises(UserError, match="unknown vllm backend option 'nope'"):
-        parse_backend_options(["nope=1"])
+        parse_backend_options(VLLMOptions, ["nope=1"], "vllm")
     with pytest.raises(UserError, match="not a valid int"):
-        parse_backend_options(["max_loras=many"])
+        parse_backend_options(VLLMOptions, ["max_loras=many"], "vllm")

@@ -39,9 +39,6 @@ def make_backend(name: str, model_name: str, device: str, config: GenerationConf
                  ) -> GenerationBackend:
     """The backend ``name`` with ``model_name`` loaded on ``device``."""
     cls = backend_class(name)
-    if options and name == "hf":
-        raise UserError("the hf backend takes no --backend-option (its scheduling is the "
-                        "decoding protocol's GenerationConfig)")
     if options:
         return cls.load(model_name, device, config, progress=progress, options=options)
     return cls.load(model_name, device, config, progress=progress)

@@ -15,32 +15,65 @@ from typing import Any, Callable, Union
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """The decoding protocol. ``batch_size=None`` lets the backend choose for the device."""
+    """The decoding protocol every backend follows. How a backend schedules the work
+    (batches, prefix sharing, memory) is its own options' (``--backend-option``)."""
     max_new_tokens: int = 64
     max_input_tokens: int = 4096
-    batch_size: int | None = None
     stop_at_newline: bool = True
-    # Reuse the key/value cache of the previous prompt's longest common token prefix
-    # (prompts are ordered so that those sharing a prefix are neighbours); at least
-    # ``min_shared_tokens`` must be shared for the cache to be kept. The shared prefixes
-    # are encoded one run of prompts at a time (prompts that are prefixes of the run's
-    # last one but for ``max_tail_tokens`` at most), and up to max(``batch_size``,
-    # ``decode_batch_size``) prompts are decoded together.
-    reuse_prefix: bool = True
-    min_shared_tokens: int = 8
-    decode_batch_size: int = 8
-    max_tail_tokens: int = 4
     # how prompts become tokens (``encode_prompt``); part of every run's cache key, so that
     # predictions made under an earlier encoding are not reused
     prompt_encoding: str = "bos+left-truncated"
 
-    # How the work is scheduled, not what is predicted (the prediction tests hold every
-    # schedule to the per-task reference): left out of a run's cache key, like the
-    # thread count. The older scheduling fields stay in it, so that caches remain valid.
-    SCHEDULING_ONLY = ("decode_batch_size", "max_tail_tokens")
+    # The HF backend's scheduling options were once fields here and were part of the run's
+    # cache key; they stay in the key with those fields' defaults, so that predictions
+    # cached before they moved remain valid (a schedule never changes a prediction: the
+    # prediction tests hold every schedule to the per-task reference).
+    KEY_LEGACY = {"batch_size": None, "reuse_prefix": True, "min_shared_tokens": 8}
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in self.SCHEDULING_ONLY}
+        """The protocol as the run's cache key and results record it."""
+        return {**asdict(self), **self.KEY_LEGACY}
+
+
+def parse_backend_options(options_cls: type, items: "list[str] | dict | None", backend: str):
+    """``--backend-option KEY=VALUE`` strings (or a dict, or an instance) as ``options_cls``,
+    each value parsed to its field's type; a one-line error names the bad one."""
+    from dataclasses import fields
+
+    from repopeftbench.errors import UserError
+    if isinstance(items, options_cls):
+        return items
+    types = {f.name: str(f.type) for f in fields(options_cls)}
+    if isinstance(items, dict):
+        given = dict(items)
+    else:
+        given = {}
+        for item in items or []:
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise UserError(f"--backend-option takes KEY=VALUE, got {item!r}")
+            given[key] = value
+    out = {}
+    for key, value in given.items():
+        if key not in types:
+            raise UserError(f"unknown {backend} backend option {key!r}; choose from "
+                            f"{', '.join(types)}")
+        kind = types[key].replace(" | None", "")
+        try:
+            if not isinstance(value, str):
+                out[key] = value
+            elif kind == "bool":
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                out[key] = value.lower() in ("true", "1", "yes")
+            elif value.lower() == "none" and "None" in types[key]:
+                out[key] = None
+            else:
+                out[key] = {"int": int, "float": float, "str": str}[kind](value)
+        except (ValueError, KeyError):
+            raise UserError(f"{backend} backend option {key}={value!r}: not a valid "
+                            f"{types[key]}") from None
+    return options_cls(**out)
 
 
 def encode_prompt(tokenizer, text: str, max_tokens: int) -> list[int]:

@@ -5,7 +5,9 @@ tokens banned, each row stopping at the end of its line. Prompts are batched by 
 Rows of different LoRA adapters share batches through the per-row LoRA layers; rows
 without one run on the base model.
 
-Shared prefixes (``reuse_prefix``, on every device): prompts are ordered by (adapter, token
+The scheduling below is the backend's own (``HFOptions``, ``--backend-option KEY=VALUE``),
+not the protocol's: no option changes a prediction. Shared prefixes (``reuse_prefix``, on
+every device): prompts are ordered by (adapter, token
 ids), so prompts that share a prefix (the same file cut at different places, the same
 imports and class header) are neighbours. Prompts that are prefixes of a later one but for
 a short tail form a run, encoded in one pass; each run keeps the key/value cache of its
@@ -21,7 +23,7 @@ import inspect
 import sys
 import types
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 from tqdm import tqdm
@@ -30,19 +32,36 @@ from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 from repopeftbench.metrics import FIM_TOKENS
 
 from .base import (Adapter, AdapterWeights, GenerationBackend, GenerationConfig, Request,
-                   TFScore, adapter_key, encode_prompt, same_prompts)
+                   TFScore, adapter_key, encode_prompt, parse_backend_options, same_prompts)
 from .sharing import adapter_groups, common_prefix_len as _common_prefix_len, crop as _crop
+
+
+@dataclass(frozen=True)
+class HFOptions:
+    """How the HF backend schedules the work (``--backend-option KEY=VALUE``); never what
+    is predicted. Prefix sharing keeps the key/value cache of the previous prompt's longest
+    common token prefix when at least ``min_shared_tokens`` are shared; prompts that are
+    prefixes of a run's last one but for ``max_tail_tokens`` at most are encoded with it;
+    up to max(``batch_size``, ``decode_batch_size``) prompts are decoded together."""
+    batch_size: int | None = None      # None: the device's default
+    reuse_prefix: bool = True
+    min_shared_tokens: int = 8
+    decode_batch_size: int = 8
+    max_tail_tokens: int = 4
 
 
 class HFGenerator:
     """Greedy decoding of token ids with a Hugging Face causal LM (batched, KV cache)."""
 
     def __init__(self, model, tokenizer, config: GenerationConfig = GenerationConfig(),
-                 progress: bool = True):
+                 progress: bool = True, options: HFOptions | None = None):
         self.device = next(model.parameters()).device
-        if config.batch_size is None:
-            config = replace(config, batch_size=GenerationBackend.default_batch_size(self.device.type))
+        options = options or HFOptions()
+        if options.batch_size is None:
+            options = replace(options,
+                              batch_size=GenerationBackend.default_batch_size(self.device.type))
         self.model, self.tokenizer, self.config, self.progress = model, tokenizer, config, progress
+        self.options = options
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         vocab = tokenizer.get_vocab()
@@ -139,13 +158,13 @@ class HFGenerator:
         ``on_result(i, text)`` as each row finishes."""
         encoded = [self.encode(p) for p in prompts]
         outputs: list[str] = [""] * len(prompts)
-        bs = self.config.batch_size
+        bs = self.options.batch_size
         assert bs is not None
         own_bar = bar is None
         if bar is None:
             bar = tqdm(total=len(prompts), desc=desc, unit="task", disable=not self.progress,
                        file=sys.stderr, leave=False)
-        if self.config.reuse_prefix:     # every device: one code path, batched
+        if self.options.reuse_prefix:     # every device: one code path, batched
             for i, ids in self._generate_sharing(encoded, model, adapters, lora, bar):
                 outputs[i] = self.tokenizer.decode(ids, skip_special_tokens=True)
                 if on_result is not None:
@@ -185,8 +204,8 @@ class HFGenerator:
         group = adapter_groups(adapters, len(encoded))
         order = sorted(range(len(encoded)), key=lambda i: (group[i], encoded[i], i))
         model = model if model is not None else self.model
-        max_tail = max(1, self.config.max_tail_tokens)
-        rows = max(self.config.batch_size or 1, self.config.decode_batch_size)   # decoded together
+        max_tail = max(1, self.options.max_tail_tokens)
+        rows = max(self.options.batch_size or 1, self.options.decode_batch_size)   # decoded together
         cache, cached = None, []      # the cache, and the tokens it holds (a leader's all but last)
         lora_rows: object = ()        # what the LoRA layers hold: one adapter's, or a batch's
         pending: list[tuple[int, int, list | None]] = []   # prompt index, tokens cached, kv
@@ -198,7 +217,7 @@ class HFGenerator:
             shared = 0
             if cache is not None and group[lead] == group[runs[n - 1][-1]]:
                 shared = _common_prefix_len(cached, body)
-            if shared < self.config.min_shared_tokens:
+            if shared < self.options.min_shared_tokens:
                 shared, cache = 0, None
             else:
                 _crop(cache, shared)
@@ -360,8 +379,8 @@ class HFBackend(GenerationBackend):
     MAX_CACHED_ADAPTERS = 64
 
     def __init__(self, model, tokenizer, config: GenerationConfig = GenerationConfig(),
-                 progress: bool = True):
-        self.generator = HFGenerator(model, tokenizer, config, progress)
+                 progress: bool = True, options: HFOptions | None = None):
+        self.generator = HFGenerator(model, tokenizer, config, progress, options)
         self.model, self.tokenizer = model, tokenizer
         self.progress = progress
         self._lora = None                                      # PerRowLora, once needed
@@ -369,10 +388,12 @@ class HFBackend(GenerationBackend):
 
     @classmethod
     def load(cls, model_name: str, device: str, config: GenerationConfig,
-             progress: bool = True) -> "HFBackend":
+             progress: bool = True, options: list[str] | dict | HFOptions | None = None
+             ) -> "HFBackend":
+        options = parse_backend_options(HFOptions, options, "hf")   # bad ones before loading
         from ..models import load_model
         model, tokenizer, _ = load_model(model_name, device)
-        return cls(model, tokenizer, config, progress)
+        return cls(model, tokenizer, config, progress, options)
 
     def _adapter(self, key: str, adapter: Adapter):
         """The adapter as per-row LoRA factors, read once (an LRU of recent adapters)."""

@@ -158,7 +158,7 @@ def score_configurations(generator, prompts: list[list[int]], targets: list[list
     None has no adapters), as ``out[c][i]``. ``start``: the decoder layers below it run once
     for every configuration (default: all that no adapter touches, when there are several
     configurations; 0 for one). ``on_result(c, i, score)`` as each score is known."""
-    model, device, cfg = generator.model, generator.device, generator.config
+    model, device = generator.model, generator.device
     n_cfg = len(configs)
     seqs = [p + t for p, t in zip(prompts, targets)]
     groups = [adapter_groups(c, len(seqs)) for c in configs]
@@ -180,7 +180,7 @@ def score_configurations(generator, prompts: list[list[int]], targets: list[list
         shared = 0
         if cached and group[run[-1]] == cached_group:
             shared = min(common_prefix_len(cached, ids), first)
-        if shared < cfg.min_shared_tokens:
+        if shared < generator.options.min_shared_tokens:
             shared = 0
             lower = DynamicCache() if start else None
             caches = [DynamicCache() for _ in range(n_cfg)]

@@ -27,14 +27,14 @@ import json
 import re
 import sys
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from repopeftbench.errors import UserError
 from repopeftbench.metrics import FIM_TOKENS
 
 from .base import (Adapter, AdapterWeights, GenerationBackend, GenerationConfig, Request,
-                   adapter_key, encode_prompt)
+                   adapter_key, encode_prompt, parse_backend_options)
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)   # the ranks vLLM accepts
 
@@ -53,35 +53,6 @@ class VLLMOptions:
     dtype: str = "auto"                # auto: bfloat16 on CUDA, float32 on CPU (as the HF backend)
     adapter_dir: str = ""              # where in-memory adapters are written ("": the run's
                                        # artifacts/vllm-adapters, else a temp dir)
-
-
-def parse_backend_options(items: list[str] | dict | None) -> VLLMOptions:
-    """``KEY=VALUE`` strings (or a dict) into the options, each parsed to its field's type."""
-    types = {f.name: f.type for f in fields(VLLMOptions)}
-    if isinstance(items, dict):
-        given = dict(items)
-    else:
-        given = {}
-        for item in items or []:
-            key, eq, value = item.partition("=")
-            if not eq:
-                raise UserError(f"--backend-option takes KEY=VALUE, got {item!r}")
-            given[key] = value
-    out = {}
-    for key, value in given.items():
-        if key not in types:
-            raise UserError(f"unknown vllm backend option {key!r}; choose from {', '.join(types)}")
-        kind = types[key]
-        try:
-            if kind == "bool" and isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                out[key] = value.lower() in ("true", "1", "yes")
-            else:
-                out[key] = {"int": int, "float": float, "str": str, "bool": bool}[kind](value)
-        except ValueError:
-            raise UserError(f"vllm backend option {key}={value!r}: not a valid {kind}") from None
-    return VLLMOptions(**out)
 
 
 def _safe(name: str) -> str:
@@ -140,7 +111,7 @@ class VLLMBackend(GenerationBackend):
         from ..models import resolve_model
         path = resolve_model(model_name)      # an offline alias: its converted directory
         return cls(path, AutoTokenizer.from_pretrained(path), config, device,
-                   parse_backend_options(options), progress)
+                   parse_backend_options(VLLMOptions, options, "vllm"), progress)
 
     # ------------------------------------------------------------------ the engine
 
