@@ -81,6 +81,8 @@ def adapt(repo_path: str | Path, checkpoint: str | Path, out: str | Path,
     from evaluators.checkpoints import checkpoint_fingerprint
     from miners.context_miner import mine_context
 
+    from .codes import snapshot_texts
+
     repo, head = _open_repo(repo_path)
     bundle, record, model_name = _load(checkpoint, model)
     repo_id = Path(repo_path).resolve().name
@@ -97,7 +99,9 @@ def adapt(repo_path: str | Path, checkpoint: str | Path, out: str | Path,
         _encoder(bundle, model_name, device)
         assert bundle.cache is not None
         if bundle.kind == "static":
-            z = torch.from_numpy(bundle.cache.snapshot(repo_id, head, [f["content"] for f in files]))
+            kind, texts = snapshot_texts(repo_id, files, bundle.encoder_config.inputs,
+                                         bundle.encoder_config.card_chars)
+            z = torch.from_numpy(bundle.cache.many([(repo_id, head, kind, texts)])[0])
             return _write(bundle, z, Path(out), sidecar, None)
         kept, replay = kept_commit_diffs(repo, head, repo_id)
     if not kept:

@@ -129,7 +129,8 @@ class Code2LoRABundle:
             assert self.table is not None
             return {r: self.table[row[r]].detach().float().numpy() for r in repos}
         assert self.cache is not None, "attach_encoder first"
-        return snapshot_vectors(bench, self.cache, repos, self.progress)
+        return snapshot_vectors(bench, self.cache, repos, self.progress,
+                                self.encoder_config.inputs, self.encoder_config.card_chars)
 
     def commit_states(self, bench, repos: list[str]) -> dict[str, dict[int, torch.Tensor]]:
         """Per repository, the GRU state after each kept commit, by commit index."""

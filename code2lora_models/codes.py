@@ -19,9 +19,24 @@ def _bar(total: int, desc: str, progress: bool):
                 leave=False)
 
 
+def snapshot_texts(repo_id: str, files: list[dict], inputs: str = "files",
+                   card_chars: int = 6000) -> tuple[str, list[str]]:
+    """(the embedding cache's kind, the texts encoded) of a snapshot's files (dicts with
+    ``path`` and ``content``): the files, the API card, or both (``EncoderConfig.inputs``)."""
+    contents = [f["content"] for f in files]
+    if inputs == "files":
+        return "snapshot", contents
+    from evaluators.api_card import api_card
+    card = api_card({f["path"]: f["content"] for f in files}, card_chars, repo_id)
+    texts = [card] if inputs == "card" else contents + [card]
+    return f"snapshot-{inputs}-{card_chars}", texts
+
+
 def snapshot_vectors(bench: Benchmark, cache: EmbeddingCache, repo_ids: list[str],
-                     progress: bool = True) -> dict[str, np.ndarray]:
-    """Repository vector of each repository's non-test files at its static snapshot."""
+                     progress: bool = True, inputs: str = "files", card_chars: int = 6000
+                     ) -> dict[str, np.ndarray]:
+    """Repository vector of each repository's non-test files at its static snapshot (or
+    of its API card, or both: ``snapshot_texts``)."""
     if not bench.has("context"):
         raise UserError(f"{bench.dir}: no context table; Code2LoRA reads the repository from "
                         f"it: rebuild the benchmark with 'repopeftbench build'")
@@ -31,7 +46,8 @@ def snapshot_vectors(bench: Benchmark, cache: EmbeddingCache, repo_ids: list[str
         if not rows:
             raise UserError(f"{bench.dir}: repository {repo} has no non-test .py/.md/.rst file in "
                             f"the context table; Code2LoRA cannot encode it")
-        items.append((repo, rows[0]["commit_sha"], "snapshot", [r["content"] for r in rows]))
+        kind, texts = snapshot_texts(repo, rows, inputs, card_chars)
+        items.append((repo, rows[0]["commit_sha"], kind, texts))
     bar = _bar(len(items), "encoding repositories", progress)
     vectors = cache.many(items, progress=bar.update)
     bar.close()

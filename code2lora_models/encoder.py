@@ -22,6 +22,9 @@ import numpy as np
 from repopeftbench.errors import UserError
 
 
+INPUTS = ("files", "card", "files+card")
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """Which encoder, and how texts are chunked. ``max_chunks`` caps the chunks of one text
@@ -33,10 +36,17 @@ class EncoderConfig:
     overlap: int = 32
     max_chunks: int = 64
     batch_size: int = 32
+    # what of a repository snapshot is encoded: its files, its API card (public names,
+    # signatures, exceptions, constants, doctest examples: evaluators.api_card) of at
+    # most card_chars characters, or both (the card as one more file)
+    inputs: str = "files"
+    card_chars: int = 6000
 
     def __post_init__(self) -> None:
         if self.name not in ("minilm", "base", "table"):
             raise UserError(f"unknown repository encoder {self.name!r}; use minilm, base or table")
+        if self.inputs not in INPUTS:
+            raise UserError(f"unknown encoder inputs {self.inputs!r}; use {', '.join(INPUTS)}")
         if not 0 <= self.overlap < self.chunk_tokens:
             raise UserError(f"encoder overlap must be in [0, chunk_tokens), got {self.overlap}")
 

@@ -41,6 +41,7 @@ class _Code2LoRA(Method):
     # "mean" leaves the item's own adapter out since 3 (it held 1/n of it before)
     audit_revision: ClassVar[dict[str, str]] = {"mean": "3", "info": "2"}
     kind: ClassVar[str] = ""
+    keyless_defaults = ("inputs", "card_chars")   # added after runs were cached
 
     mode = "own"
 
@@ -51,6 +52,9 @@ class _Code2LoRA(Method):
     def fit(self, bench, track: str) -> None:
         from .train import train_hypernetwork
 
+        if self.kind == "evo" and self.options.inputs != "files":
+            raise UserError(f"inputs={self.options.inputs} is Code2LoRA-Static's (a snapshot's "
+                            f"API card); Code2LoRA-Evo encodes diffs")
         columns = ["prefix", "target"] + (["commit_index"] if self.kind == "evo" else [])
         tasks = cap_per_repo(bench.train_tasks(track, columns=columns),
                              self.options.max_train_tasks_per_repo)

@@ -22,6 +22,8 @@ class Code2LoRAOptions(TrainOptions, ContextOptions):
     encoder: str = "minilm"          # minilm | base
     chunk_tokens: int = 256
     max_chunks: int = 64             # per file or diff
+    inputs: str = "files"            # Static: files | card (the API card) | files+card
+    card_chars: int = 6000           # the API card's characters at most
     head: str = "direct"             # direct | per_layer | residual (shared LoRA + mixed basis)
     stabilise: bool = False          # log-scales from -3.5, scales in [1e-5, 0.3], normalised trunk
     basis: int = 4                   # residual head: basis adapters
@@ -45,7 +47,8 @@ class Code2LoRAOptions(TrainOptions, ContextOptions):
     def encoder_config(self) -> "EncoderConfig":
         from .encoder import EncoderConfig
         return EncoderConfig(name=self.encoder, chunk_tokens=self.chunk_tokens,  # type: ignore[arg-type]
-                             overlap=min(32, self.chunk_tokens // 8), max_chunks=self.max_chunks)
+                             overlap=min(32, self.chunk_tokens // 8), max_chunks=self.max_chunks,
+                             inputs=self.inputs, card_chars=self.card_chars)
 
     def hypernet_config(self, standardise: bool | None = None) -> "HypernetConfig":
         from .heads import HeadConfig

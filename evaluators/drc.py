@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -159,7 +160,9 @@ def definitions(path: str, source: str) -> tuple[dict[str, Definition], list[str
     as (module as written, names)) of one file; a file that does not parse gets the
     plain-text fallback (and no imports)."""
     try:
-        tree = ast.parse(source)
+        with warnings.catch_warnings():      # a repository's odd literals are not ours to flag
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return _definitions_by_text(path, source), None, []
     defs: dict[str, Definition] = {}

@@ -250,6 +250,44 @@ def test_static_on_the_top_layer_trains_from_cached_lower_layers(world, tmp_path
     assert keys and all(".layers.1." in k for k in keys)      # the tiny model has 2 layers
 
 
+def test_static_reads_the_api_card_when_asked(world, tmp_path):
+    """inputs=card: the repository vector is the API card's (evaluators.api_card), recorded
+    in the checkpoint, used by evaluation and adapt alike; Evo refuses it; a default run
+    keeps its run key."""
+    import numpy as np
+
+    from code2lora_models.bundle import Code2LoRABundle
+    from code2lora_models.codes import snapshot_vectors
+    from evaluators.registry import RunContext, get_method, parse_options
+    from repopeftbench.dataset import Benchmark
+    from repopeftbench.errors import UserError
+    root, bench, tiny = world
+    ckpt = train("code2lora-static", bench, "static", tmp_path / "ckpt", model=str(tiny),
+                 options=OPTS + ["inputs=card", "card_chars=400", "top_layers=1"], progress=False)
+    assert json.loads((ckpt / "method.json").read_text())["options"]["inputs"] == "card"
+    res = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / "tf",
+                   checkpoint=ckpt, progress=False, scoring="teacher-forced")
+    assert res.method["inputs"] == "card" and res.audit["modes"][0] == "own"
+    bundle = Code2LoRABundle.load(ckpt / "hypernetwork")
+    assert bundle.encoder_config.inputs == "card"
+    from evaluators.models import load_model
+    model, tok, _ = load_model(str(tiny))
+    bundle.attach_encoder("cpu", model, tok, progress=False)
+    b = Benchmark(bench)
+    repos = ["o/alpha", "o/betamax"]
+    card = bundle.snapshot_codes(b, repos)
+    files = snapshot_vectors(b, bundle.cache, repos, progress=False)
+    for r in repos:
+        assert card[r].shape == files[r].shape and not np.allclose(card[r], files[r])
+    assert main(["adapt", str(root / "alpha"), "--checkpoint", str(ckpt), "--out",
+                 str(tmp_path / "adapter")]) == 0
+    with pytest.raises(UserError, match="inputs=card is Code2LoRA-Static's"):
+        train("code2lora-evo", bench, "evolution", tmp_path / "evo", model=str(tiny),
+              options=OPTS + ["inputs=card"], progress=False)
+    cls = get_method("code2lora-static")
+    assert "inputs" not in cls(RunContext(model_name="m"), parse_options(cls, [])).config()
+
+
 def test_static_with_the_residual_head_trains_audits_and_exports(world, tmp_path):
     """head=residual with the stabilisers and the update penalty: trained, audited
     teacher-forced (its mean adapter is the mean mixing weights'), exported as PEFT."""

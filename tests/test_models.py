@@ -1,6 +1,8 @@
 """Offline model aliases: where the weight files of the model packages are found."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def test_split_model_parts_are_found_below_the_package(tmp_path, monkeypatch):
     """The qwen2.5-coder-0.5b packages keep their part under data/part0N.bin."""
