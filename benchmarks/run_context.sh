@@ -3,6 +3,7 @@
 # adapter. On the same tasks (LIMIT of each split, a fixed hash sample), teacher-forced, one
 # backbone and input budget (INPUT tokens, the context inside it):
 #   pretrained, rag-bm25 (pretrained + context=bm25), drc (pretrained + context=drc),
+#   card (pretrained + context=card: the repository's API card),
 #   shared-lora, and shared-lora trained and scored with context=drc (the same training
 #   tasks, TASKS per repository, EPOCHS epochs, adapters on the top TOP layers).
 # Methods with the same prompts are scored in one pass (evaluate-together); then each is
@@ -36,6 +37,7 @@ for split in ${SPLITS//,/ }; do
     ev --run "$R/drc=drc" \
        --run "$R/shared-lora-drc=shared-lora,checkpoint=$OUT/ckpt/shared-lora-drc" > "$R/drc.txt"
     ev --run "$R/rag-bm25=rag-bm25" > "$R/rag.txt"
+    ev --run "$R/card=pretrained,context=card" > "$R/card.txt"
     python "$HERE/report_ceilings.py" --dataset "$BENCH" --runs "$R" --reference pretrained \
         > "$R/vs_pretrained.md"
     for label in "" repository; do

@@ -76,8 +76,9 @@ def doctest_examples(text: str) -> list[str]:
     return out
 
 
-def api_card(files: dict[str, str], max_chars: int = 6000, title: str = "") -> str:
-    """The card of a repository's files (path -> content), at most ``max_chars``."""
+def card_sections(files: dict[str, str]) -> dict[str, list[str]]:
+    """The card's entries of a repository's files (path -> content), by section, each in
+    path order (the package's files first)."""
     modules = {path: name for name, path in module_files(list(files)).items()}
     sections: dict[str, list[str]] = {"exceptions": [], "constants": [], "functions": [],
                                       "classes": [], "examples": []}
@@ -102,30 +103,45 @@ def api_card(files: dict[str, str], max_chars: int = 6000, title: str = "") -> s
                                 f"{where}: {header}" + (f": {', '.join(methods)}" if methods else ""))
                     else:
                         sections["functions"].append(f"{where}: {header}")
-                elif name.isupper() or (name[:1].isupper() and "_" in name and name.upper() == name):
+                elif name.isupper():
                     sections["constants"].append(f"{where}: {_one_line(d.signature)}")
         if path.endswith((".py", ".md", ".rst")):
             for ex in doctest_examples(text):
                 if ex not in seen_examples:
                     seen_examples.add(ex)
                     sections["examples"].append(ex)
+    return sections
+
+
+def render_card(sections: dict[str, list[str]], budget: int, cost=None, title: str = "") -> str:
+    """The card within ``budget`` (``cost(line)`` each, with its line break; default: its
+    characters): one entry of each section in turn, so some of every kind is kept.
+    ``""`` when not even the title fits."""
+    cost = cost or (lambda line: len(line) + 1)
     head = f"# API of {title}" if title else "# API"
-    used = len(head) + 1
+    used = cost(head)
+    if used > budget:
+        return ""
     kept: dict[str, list[str]] = {k: [] for k in sections}
     depth, full = 0, False
     while not full and any(depth < len(v) for v in sections.values()):
-        for name, entries in sections.items():   # one entry of each section in turn
+        for name, entries in sections.items():
             if depth >= len(entries):
                 continue
-            cost = len(entries[depth]) + 1 + (0 if kept[name] else len(name) + 4)
-            if used + cost > max_chars:
+            need = cost(entries[depth]) + (0 if kept[name] else cost(f"## {name}"))
+            if used + need > budget:
                 full = True
                 break
             kept[name].append(entries[depth])
-            used += cost
+            used += need
         depth += 1
     out = [head]
     for name, entries in kept.items():
         if entries:
             out += [f"## {name}", *entries]
     return "\n".join(out) + "\n"
+
+
+def api_card(files: dict[str, str], max_chars: int = 6000, title: str = "") -> str:
+    """The card of a repository's files (path -> content), at most ``max_chars``."""
+    return render_card(card_sections(files), max_chars, title=title)

@@ -13,6 +13,9 @@ with (``--option context=NAME``), applied the same way to training and evaluatio
 - ``drc``: dependency-resolved context (``evaluators.drc``): the definitions the prefix
   imports from its repository, compressed to ``context_budget`` tokens, the prefix's tail
   always kept.
+- ``card``: the repository's API card (``evaluators.api_card``: public functions with
+  signatures, classes, exceptions, constants, doctest examples), the same for each of its
+  tasks, cut to ``context_budget`` tokens and the room the prefix leaves.
 
 The budget is the input budget: ``max_input_tokens`` at evaluation, ``max_seq_len`` in
 training (the harness holds the two equal). ``rag-bm25``, ``rag-dense``, ``drc`` and
@@ -34,11 +37,11 @@ from .models import minilm_path
 @dataclass
 class ContextOptions:
     """The context options every method that builds prompts takes (``--option KEY=VALUE``)."""
-    context: str = "none"             # none | bm25 | dense | drc
+    context: str = "none"             # none | bm25 | dense | drc | card
     context_k: int = 3                # bm25, dense: chunks retrieved
     context_chunk_tokens: int = 512   # bm25, dense: tokens per chunk
     context_query_chars: int = 2000   # bm25, dense: the query, the prefix's last characters
-    context_budget: int = 4096        # drc: tokens of context at most (the input budget cuts further)
+    context_budget: int = 4096        # drc, card: tokens of context at most (the input budget cuts further)
 
 
 CONTEXT_FIELDS = tuple(f.name for f in fields(ContextOptions))
@@ -237,8 +240,44 @@ class DRCContext(ContextProvider):
         return out
 
 
+class CardContext(ContextProvider):
+    """The repository's API card (``evaluators.api_card``) before the prefix: the same for
+    every task of the repository, cut to the room the prefix leaves."""
+    name = "card"
+
+    def setup(self, bench) -> None:
+        self._require_context(bench)
+        self.bench = bench
+        self._cards: dict[str, tuple[dict, dict]] = {}
+
+    def card(self, repo_id: str) -> tuple[dict, dict]:
+        """(sections, token count of each line) of a repository's card, made once."""
+        if repo_id not in self._cards:
+            from .api_card import card_sections
+            rows = self.bench.context(repo_id, columns=["path", "content"])
+            sections = card_sections({r["path"]: r["content"] for r in rows})
+            lines = sorted({x for v in sections.values() for x in v}
+                           | {f"## {k}" for k in sections} | {f"# API of {repo_id}"})
+            ids = self._tokenizer()(lines, add_special_tokens=False)["input_ids"] if lines else []
+            self._cards[repo_id] = (sections, {x: len(i) + 1 for x, i in zip(lines, ids)})
+        return self._cards[repo_id]
+
+    def prompts(self, repo_id: str, tasks: list[dict], budget: int) -> list[str]:
+        from .api_card import render_card
+        tokenizer = self._tokenizer()
+        sections, counts = self.card(repo_id)
+        out = []
+        for t in tasks:
+            room = budget - len(tokenizer(t["prefix"], add_special_tokens=False)["input_ids"]) - 2
+            text = render_card(sections, min(self.options.context_budget, room), counts.__getitem__,
+                               repo_id)
+            out.append(f"{text}{t['prefix']}" if text else t["prefix"])
+        return out
+
+
 PROVIDERS: dict[str, type[ContextProvider]] = {
-    "none": ContextProvider, "bm25": BM25Context, "dense": DenseContext, "drc": DRCContext}
+    "none": ContextProvider, "bm25": BM25Context, "dense": DenseContext, "drc": DRCContext,
+    "card": CardContext}
 
 def make_provider(options: ContextOptions, run, needed_by: str = "") -> ContextProvider:
     if options.context not in PROVIDERS:

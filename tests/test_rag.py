@@ -162,3 +162,32 @@ def test_any_trained_method_takes_a_context_in_training_and_evaluation(tmp_path)
                    checkpoint=ckpt, generation=GenerationConfig(max_input_tokens=400),
                    progress=False, scoring="teacher-forced")
     assert res.method["context"] == "bm25" and res.scores["n_tasks"] > 0
+
+
+def test_the_api_card_goes_before_the_prefix_within_the_budget(bench, tiny, tmp_path):
+    from transformers import AutoTokenizer
+
+    from baselines.pretrained import Pretrained
+    from evaluators.backends.base import encode_prompt
+    tok = AutoTokenizer.from_pretrained(tiny)
+    b = Benchmark(bench)
+    tasks = b.tasks("static", "test_cross_repo")
+
+    def prompts(budget: int, **opts) -> list[str]:
+        ctx = RunContext(model_name=str(tiny), artifacts_dir=tmp_path / "art", progress=False,
+                         generation=GenerationConfig(max_input_tokens=budget))
+        m = Pretrained(ctx, Pretrained.Options(context="card", **opts))
+        m.setup(b, "static")
+        return [r.prompt for r in m.predict("g/r0", tasks)]
+
+    wide = prompts(4096)
+    for task, p in zip(tasks, wide):
+        card = p[:-len(task["prefix"])]
+        assert p.endswith(task["prefix"]) and card.startswith("# API of g/r0\n")
+        assert "pkg.geometry: def triangle_area(base, height)" in card
+        assert "pkg.colors: def blend_colors(a, b)" in card
+    assert prompts(4096) == wide                                     # deterministic
+    fit = len(tok(tasks[0]["prefix"], add_special_tokens=False)["input_ids"]) + 2 + 24
+    for task, p in zip(tasks, prompts(fit)):                        # room for part of the card
+        assert len(encode_prompt(tok, p, 10**6)) <= fit + 1 and p.endswith(task["prefix"])
+    assert prompts(4096, context_budget=5) == [t["prefix"] for t in tasks]   # not even the title
