@@ -3,7 +3,8 @@
 # adapter. On the same tasks (LIMIT of each split, a fixed hash sample), teacher-forced, one
 # backbone and input budget (INPUT tokens, the context inside it):
 #   pretrained, rag-bm25 (pretrained + context=bm25), drc (pretrained + context=drc),
-#   card (pretrained + context=card: the repository's API card),
+#   card (pretrained + context=card: the repository's API card) and card-other (another
+#   repository's card: what the repository's own names add beyond the format),
 #   shared-lora, and shared-lora trained and scored with context=drc (the same training
 #   tasks, TASKS per repository, EPOCHS epochs, adapters on the top TOP layers).
 # Methods with the same prompts are scored in one pass (evaluate-together); then each is
@@ -37,14 +38,17 @@ for split in ${SPLITS//,/ }; do
     ev --run "$R/drc=drc" \
        --run "$R/shared-lora-drc=shared-lora,checkpoint=$OUT/ckpt/shared-lora-drc" > "$R/drc.txt"
     ev --run "$R/rag-bm25=rag-bm25" > "$R/rag.txt"
-    ev --run "$R/card=pretrained,context=card" > "$R/card.txt"
+    ev --run "$R/card=pretrained,context=card" \
+       --run "$R/card-other=pretrained,context=card,context_source=other" > "$R/card.txt"
     python "$HERE/report_ceilings.py" --dataset "$BENCH" --runs "$R" --reference pretrained \
         > "$R/vs_pretrained.md"
-    for label in "" repository; do
-        for metric in tf_em tf_logprob; do
-            echo "== shared-lora-drc - shared-lora, $metric${label:+, knowledge_source=$label}"
-            repopeftbench compare "$R/shared-lora" "$R/shared-lora-drc" --dataset "$BENCH" \
-                --metric "$metric" ${label:+--knowledge-source "$label"} | tail -2
+    for pair in shared-lora:shared-lora-drc card-other:card; do
+        for label in "" repository; do
+            for metric in tf_em tf_logprob; do
+                echo "== ${pair#*:} - ${pair%:*}, $metric${label:+, knowledge_source=$label}"
+                repopeftbench compare "$R/${pair%:*}" "$R/${pair#*:}" --dataset "$BENCH" \
+                    --metric "$metric" ${label:+--knowledge-source "$label"} | tail -2
+            done
         done
-    done > "$R/drc_on_lora.txt"
+    done > "$R/pairs.txt"
 done

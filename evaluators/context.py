@@ -42,9 +42,15 @@ class ContextOptions:
     context_chunk_tokens: int = 512   # bm25, dense: tokens per chunk
     context_query_chars: int = 2000   # bm25, dense: the query, the prefix's last characters
     context_budget: int = 4096        # drc, card: tokens of context at most (the input budget cuts further)
+    # whose context: the task's own repository, or (a control) another one's: half-way
+    # round the benchmark's sorted repositories, the same text a task of that one gets
+    context_source: str = "own"       # own | other
 
 
 CONTEXT_FIELDS = tuple(f.name for f in fields(ContextOptions))
+# added after runs with a context were cached: left out of a run key at its default
+CONTEXT_KEYLESS = ("context_source",)
+SOURCES = ("own", "other")
 
 
 def context_options(options) -> ContextOptions:
@@ -61,6 +67,19 @@ class ContextProvider:
 
     def setup(self, bench) -> None:
         self.bench = bench
+
+    def source(self, repo_id: str) -> str:
+        """The repository whose context a task of ``repo_id`` gets (``context_source``)."""
+        if self.options.context_source not in SOURCES:
+            raise UserError(f"unknown context_source {self.options.context_source!r}; choose "
+                            f"from {', '.join(SOURCES)}")
+        if self.options.context_source == "own":
+            return repo_id
+        if getattr(self, "_partner", None) is None:
+            from .registry import halfway_partners
+            self._partner = halfway_partners(r["repo_id"] for r in
+                                             self.bench.repos(columns=["repo_id"]))
+        return self._partner.get(repo_id, repo_id)
 
     def prompts(self, repo_id: str, tasks: list[dict], budget: int) -> list[str]:
         return [t["prefix"] for t in tasks]
@@ -136,7 +155,7 @@ class _Retrieval(ContextProvider):
         raise NotImplementedError
 
     def prompts(self, repo_id: str, tasks: list[dict], budget: int) -> list[str]:
-        chunks, sizes, index = self._index(repo_id)
+        chunks, sizes, index = self._index(self.source(repo_id))
         if index is None:
             return [t["prefix"] for t in tasks]
         tokenizer = self._tokenizer()
@@ -234,7 +253,7 @@ class DRCContext(ContextProvider):
         out = []
         for t in tasks:
             room = budget - count(t["prefix"]) - 2
-            got = resolve(t["prefix"], t.get("test_file", ""), self.resolver(repo_id),
+            got = resolve(t["prefix"], t.get("test_file", ""), self.resolver(self.source(repo_id)),
                           min(self.options.context_budget, max(0, room)), count)
             out.append(f"{got.text}\n{t['prefix']}" if got.text else t["prefix"])
         return out
@@ -265,12 +284,13 @@ class CardContext(ContextProvider):
     def prompts(self, repo_id: str, tasks: list[dict], budget: int) -> list[str]:
         from .api_card import render_card
         tokenizer = self._tokenizer()
-        sections, counts = self.card(repo_id)
+        source = self.source(repo_id)
+        sections, counts = self.card(source)
         out = []
         for t in tasks:
             room = budget - len(tokenizer(t["prefix"], add_special_tokens=False)["input_ids"]) - 2
             text = render_card(sections, min(self.options.context_budget, room), counts.__getitem__,
-                               repo_id)
+                               source)
             out.append(f"{text}{t['prefix']}" if text else t["prefix"])
         return out
 

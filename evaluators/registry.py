@@ -124,14 +124,15 @@ class Method:
         """Everything that changes this method's predictions (cached runs are keyed on it).
         Context options at their defaults are left out, so runs made before methods took
         a context keep their keys (and so are ``keyless_defaults`` at theirs)."""
-        from .context import CONTEXT_FIELDS
+        from .context import CONTEXT_FIELDS, CONTEXT_KEYLESS
         out = {k: v for k, v in dataclasses.asdict(self.options).items()
                if k not in type(self).unkeyed}
         defaults = self.Options()
         if all(out.get(k) == getattr(defaults, k, None) for k in CONTEXT_FIELDS if k in out):
             out = {k: v for k, v in out.items() if k not in CONTEXT_FIELDS}
+        keyless = (*type(self).keyless_defaults, *CONTEXT_KEYLESS)
         out = {k: v for k, v in out.items()
-               if not (k in type(self).keyless_defaults and v == getattr(defaults, k, None))}
+               if not (k in keyless and v == getattr(defaults, k, None))}
         return {"name": self.name, **out}
 
     # --- context (what goes before the prefix: evaluators.context) ---------------------

@@ -191,3 +191,27 @@ def test_the_api_card_goes_before_the_prefix_within_the_budget(bench, tiny, tmp_
     for task, p in zip(tasks, prompts(fit)):                        # room for part of the card
         assert len(encode_prompt(tok, p, 10**6)) <= fit + 1 and p.endswith(task["prefix"])
     assert prompts(4096, context_budget=5) == [t["prefix"] for t in tasks]   # not even the title
+
+
+def test_another_repositorys_context_is_a_control_outside_old_run_keys(tmp_path):
+    from baselines.pretrained import Pretrained
+    tiny = make_tiny_model(tmp_path / "tiny", list(FILES.values()))
+    two = build_bench(tmp_path / "bench", FILES, ["cr_test", "cr_test"], "h")
+    b = Benchmark(two)
+    tasks = b.tasks("static", "test_cross_repo")
+    mine = [t for t in tasks if t["repo_id"] == "h/r0"]
+
+    def method(**opts):
+        ctx = RunContext(model_name=str(tiny), artifacts_dir=tmp_path / "art", progress=False)
+        m = Pretrained(ctx, Pretrained.Options(**opts))
+        m.setup(b, "static")
+        return m
+
+    own = method(context="card")
+    other = method(context="card", context_source="other")
+    assert all(r.prompt.startswith("# API of h/r0\n") for r in own.predict("h/r0", mine))
+    assert all(r.prompt.startswith("# API of h/r1\n") for r in other.predict("h/r0", mine))
+    assert "context_source" not in own.config() and other.config()["context_source"] == "other"
+    assert "context_source" not in method().config() and "context" not in method().config()
+    with pytest.raises(UserError, match="unknown context_source 'mine'"):
+        method(context="bm25", context_source="mine").predict("h/r0", mine)
