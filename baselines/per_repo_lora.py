@@ -84,11 +84,6 @@ class PerRepoLora(Method):
     def prepare(self, tasks: list[dict]) -> None:
         self._partner = halfway_partners(t["repo_id"] for t in tasks)
 
-    def set_audit_mode(self, mode: str) -> None:
-        if mode not in self.audit_modes:
-            raise ValueError(f"unknown audit mode {mode!r}")
-        self.mode = mode
-
     def adapter(self, task: dict):
         repo_id = task["repo_id"]
         if self.mode == "other":

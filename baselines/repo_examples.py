@@ -65,11 +65,6 @@ class RepoExamples(Method):
     def prepare(self, tasks: list[dict]) -> None:
         self._partner = halfway_partners(t["repo_id"] for t in tasks)
 
-    def set_audit_mode(self, mode: str) -> None:
-        if mode not in self.audit_modes:
-            raise ValueError(f"unknown audit mode {mode!r}")
-        self.mode = mode
-
     def block(self, repo_id: str) -> str:
         """The example block of a repository (its first k training tasks by id hash)."""
         if repo_id not in self._blocks:

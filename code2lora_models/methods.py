@@ -80,11 +80,6 @@ class _Code2LoRA(Method):
         self.bundle.attach_encoder(self.context.device, model, tokenizer,
                                    progress=self.context.progress)
 
-    def set_audit_mode(self, mode: str) -> None:
-        if mode not in self.audit_modes:
-            raise ValueError(f"unknown audit mode {mode!r}")
-        self.mode = mode
-
     def item(self, task: dict) -> Key:
         raise NotImplementedError
 

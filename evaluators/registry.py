@@ -203,8 +203,13 @@ class Method:
         any ``predict``; default: nothing."""
 
     def set_audit_mode(self, mode: str) -> None:
-        """Switch ``predict`` to the adapters of audit ``mode`` (one of ``audit_modes``)."""
-        raise NotImplementedError(f"method {self.name!r} has no audit modes")
+        """Switch ``predict`` to the adapters of audit ``mode`` (one of ``audit_modes``):
+        ``self.mode``, which the method's ``predict``/``adapter`` reads."""
+        if not self.audit_modes:
+            raise NotImplementedError(f"method {self.name!r} has no audit modes")
+        if mode not in self.audit_modes:
+            raise ValueError(f"unknown audit mode {mode!r}")
+        self.mode = mode
 
     def audit_info(self) -> dict:
         """Extra audit figures (e.g. the pairwise cosine of the adapters) after ``prepare``."""
