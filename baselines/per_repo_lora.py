@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from evaluators.registry import Method, halfway_partners, register_method
+from evaluators.partners import halfway_partners
+from evaluators.registry import Method, register_method
 from repopeftbench.errors import UserError
 from repopeftbench.io import canonical_json, sha256_text
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from evaluators.backends.base import Request
-from evaluators.registry import Method, halfway_partners, register_method
+from evaluators.partners import halfway_partners
+from evaluators.registry import Method, register_method
 from repopeftbench.errors import UserError
 
 

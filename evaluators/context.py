@@ -76,7 +76,7 @@ class ContextProvider:
         if self.options.context_source == "own":
             return repo_id
         if getattr(self, "_partner", None) is None:
-            from .registry import halfway_partners
+            from .partners import halfway_partners
             self._partner = halfway_partners(r["repo_id"] for r in
                                              self.bench.repos(columns=["repo_id"]))
         return self._partner.get(repo_id, repo_id)

@@ -26,6 +26,7 @@ from repopeftbench.io import (canonical_json, read_json_file, sha256_text, write
 from repopeftbench.metrics import clean_prediction
 from repopeftbench.results import DatasetRef, ModelRef, Results, headline_metric
 
+from .backends import backend_record
 from .backends.base import GenerationConfig, Request
 from .models import cache_root
 from .registry import Method, RunContext, get_method, parse_options
@@ -236,6 +237,7 @@ class _Evaluation:
         self.limit, self.device, self.generation = limit, device, generation
         self.seed, self.n_boot, self.sample, self.scoring = seed, n_boot, sample, scoring
         self.shard = shard
+        self.backend_name, self.backend_options = backend, backend_options
         self.every = bench.tasks(config, split, limit=limit, sample=sample)
         self.tasks = self.every
         if shard is not None:
@@ -341,6 +343,8 @@ class _Evaluation:
             method=obj.config(), model=self.model_ref, scores=summarise(scored, n_boot=self.n_boot),
             seed=self.seed, scoring=scoring, packages=package_versions(),
             device=self.device if type(obj).uses_model else None, generation=self.gen,
+            backend=backend_record(self.backend_name, self.backend_options)
+            if type(obj).uses_model else None,
             wall_time_s=round(time.time() - self.t0, 2), n_predicted_now=self.n_new,
             checkpoint=str(used_ckpt) if used_ckpt else None, audit=audit,
             shard={"index": shard[0], "count": shard[1],

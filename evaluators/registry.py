@@ -229,13 +229,6 @@ class Method:
         return [Request(p, self.adapter(t)) for p, t in zip(self.prompts(repo_id, tasks), tasks)]
 
 
-def halfway_partners(repo_ids) -> dict[str, str]:
-    """An audit's "other" repository for each one: half-way round the sorted list, so no
-    repository is its own partner when there are two or more."""
-    repos = sorted(set(repo_ids))
-    return {r: repos[(i + len(repos) // 2) % len(repos)] for i, r in enumerate(repos)}
-
-
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     def wrap(cls: type[Method]) -> type[Method]:
         if not (isinstance(cls, type) and issubclass(cls, Method)):

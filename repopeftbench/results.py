@@ -56,6 +56,7 @@ class Results:
     packages: dict[str, str | None] = field(default_factory=dict)
     device: str | None = None
     generation: dict[str, Any] | None = None
+    backend: dict[str, Any] | None = None   # {"name", "options"}: the engine that predicted
     wall_time_s: float = 0.0
     n_predicted_now: int = 0
     checkpoint: str | None = None       # the trained method's checkpoint directory

@@ -317,6 +317,8 @@ def test_batch_size_flag_is_the_hf_backends(bench, tiny_model, tmp_path, capsys)
     a = json.loads((tmp_path / "a/results.json").read_text())
     b = json.loads((tmp_path / "b/results.json").read_text())
     assert a["run_key"] == b["run_key"]            # a schedule is not part of the key
+    assert a["backend"]["name"] == "hf" and a["backend"]["options"]["batch_size"] == 2
+    assert b["backend"]["options"] == {**a["backend"]["options"], "batch_size": 1}
     assert main(args + ["--out", str(tmp_path / "c"), "--batch-size", "2",
                         "--backend", "vllm"]) == 2
     assert "--batch-size is the hf backend's option" in capsys.readouterr().err

@@ -18,7 +18,8 @@ BACKENDS: dict[str, str] = {
 }
 
 __all__ = ["Adapter", "AdapterWeights", "BACKENDS", "GenerationBackend", "GenerationConfig",
-           "Request", "adapter_key", "backend_class", "make_backend", "register_backend"]
+           "Request", "adapter_key", "backend_class", "backend_record", "make_backend",
+           "register_backend"]
 
 
 def register_backend(name: str, target: str) -> None:
@@ -32,6 +33,17 @@ def backend_class(name: str) -> type[GenerationBackend]:
         raise UserError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     module, _, cls = BACKENDS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def backend_record(name: str, options: list[str] | dict | None = None) -> dict:
+    """What a results record says of the backend: its name and every option's value."""
+    from dataclasses import asdict
+
+    from .base import parse_backend_options
+    cls = backend_class(name)
+    if cls.Options is None:
+        return {"name": name, "options": {}}
+    return {"name": name, "options": asdict(parse_backend_options(cls.Options, options, name))}
 
 
 def make_backend(name: str, model_name: str, device: str, config: GenerationConfig,

@@ -148,6 +148,7 @@ class GenerationBackend(ABC):
 
     name: str = ""
     work_dir: Path | None = None   # the run's artifacts directory, when it has one
+    Options: Any = None            # its ``--backend-option`` dataclass, if it takes any
 
     @staticmethod
     def default_batch_size(device: str) -> int:

@@ -376,6 +376,7 @@ class HFBackend(GenerationBackend):
     different adapters, and rows without one, share batches)."""
 
     name = "hf"
+    Options = HFOptions
     MAX_CACHED_ADAPTERS = 64
 
     def __init__(self, model, tokenizer, config: GenerationConfig = GenerationConfig(),

@@ -80,6 +80,7 @@ class VLLMBackend(GenerationBackend):
     """vLLM's engine under the decoding protocol; one LoRA adapter per prompt."""
 
     name = "vllm"
+    Options = VLLMOptions
 
     def __init__(self, model_path: str, tokenizer, config: GenerationConfig, device: str,
                  options: VLLMOptions = VLLMOptions(), progress: bool = True):
