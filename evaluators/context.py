@@ -70,9 +70,6 @@ class ContextProvider:
 
     def source(self, repo_id: str) -> str:
         """The repository whose context a task of ``repo_id`` gets (``context_source``)."""
-        if self.options.context_source not in SOURCES:
-            raise UserError(f"unknown context_source {self.options.context_source!r}; choose "
-                            f"from {', '.join(SOURCES)}")
         if self.options.context_source == "own":
             return repo_id
         if getattr(self, "_partner", None) is None:
@@ -302,6 +299,9 @@ PROVIDERS: dict[str, type[ContextProvider]] = {
 def make_provider(options: ContextOptions, run, needed_by: str = "") -> ContextProvider:
     if options.context not in PROVIDERS:
         raise UserError(f"unknown context {options.context!r}; choose from {', '.join(PROVIDERS)}")
+    if options.context_source not in SOURCES:
+        raise UserError(f"unknown context_source {options.context_source!r}; choose from "
+                        f"{', '.join(SOURCES)}")
     provider = PROVIDERS[options.context](options, run)
     if isinstance(provider, DenseContext) and needed_by:
         provider.needed_by = needed_by
