@@ -15,8 +15,9 @@
 #      the shared-lora adapter (init_adapter=), then EPOCHS epochs over the repository's
 #      own tasks; its audit: another repository's adapter made the same way, so own - other
 #      is what the repository's own tasks add at an equal budget.
-# Then Code2LoRA-Static with the residual head and the stabilisers (MiniLM over the context
-# files), the same budget. The trained methods are scored in one pass (evaluate-together:
+# Then (STAGES=code2lora, card, text2lora) Code2LoRA-Static with the residual head and the
+# stabilisers, MiniLM over the context files or over the API card (inputs=card), and
+# Text-to-LoRA (the same vector and budget, the per-layer head), the same budget. The trained methods are scored in one pass (evaluate-together:
 # the layers below the adapters once for all), then each is compared with shared-lora,
 # on all tasks and on each knowledge-source label.
 #   bash benchmarks/run_ceilings.sh BENCH OUT [MODEL]
@@ -60,12 +61,27 @@ if [[ $STAGES == *fromshared* ]]; then
         "$(run per-repo-from-shared per-repo-lora per-repo-from-shared),audit=true" \
         > "$OUT/runs/fromshared.txt"
 fi
-if [[ $STAGES == *code2lora* ]]; then
+# Each stage below trains one method and scores it beside shared-lora (whose predictions
+# are cached from the first stage, so later stages score the new method alone).
+if [[ $STAGES == *code2lora* ]]; then   # residual head + stabilisers, MiniLM over the files
+    train shared-lora shared-lora
     train c2l-residual code2lora-static --option max_chunks=1 "${RESIDUAL[@]}"
     together "$(run shared-lora shared-lora shared-lora)" \
         "$(run c2l-residual code2lora-static c2l-residual)" > "$OUT/runs/code2lora.txt"
 fi
-for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual; do
+if [[ $STAGES == *card* ]]; then        # the same, MiniLM over the repository's API card
+    train shared-lora shared-lora
+    train c2l-card code2lora-static --option inputs=card "${RESIDUAL[@]}"
+    together "$(run shared-lora shared-lora shared-lora)" \
+        "$(run c2l-card code2lora-static c2l-card)" > "$OUT/runs/card.txt"
+fi
+if [[ $STAGES == *text2lora* ]]; then   # Code2LoRA-Static's vector and budget, per-layer head
+    train shared-lora shared-lora
+    train text2lora text2lora --option max_chunks=1 --option stabilise=true --option learning_rate=2e-4
+    together "$(run shared-lora shared-lora shared-lora)" \
+        "$(run text2lora text2lora text2lora)" > "$OUT/runs/text2lora.txt"
+fi
+for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual c2l-card text2lora; do
     [ -f "$OUT/runs/$run/results.json" ] || continue
     for label in "" prefix repository none; do
         for metric in tf_em tf_logprob; do
