@@ -15,8 +15,9 @@
 #      the shared-lora adapter (init_adapter=), then EPOCHS epochs over the repository's
 #      own tasks; its audit: another repository's adapter made the same way, so own - other
 #      is what the repository's own tasks add at an equal budget.
-# Then (STAGES=code2lora, card, text2lora) Code2LoRA-Static with the residual head and the
-# stabilisers, MiniLM over the context files or over the API card (inputs=card), and
+# Then (STAGES=code2lora, card, hidden, text2lora) Code2LoRA-Static with the residual head and the
+# stabilisers, MiniLM over the context files or over the API card (inputs=card), the card
+# embedded with the base model's hidden states (STAGES=hidden, encoder=base), and
 # Text-to-LoRA (the same vector and budget, the per-layer head), the same budget. The trained methods are scored in one pass (evaluate-together:
 # the layers below the adapters once for all), then each is compared with shared-lora,
 # on all tasks and on each knowledge-source label.
@@ -75,13 +76,19 @@ if [[ $STAGES == *card* ]]; then        # the same, MiniLM over the repository's
     together "$(run shared-lora shared-lora shared-lora)" \
         "$(run c2l-card code2lora-static c2l-card)" > "$OUT/runs/card.txt"
 fi
+if [[ $STAGES == *hidden* ]]; then      # the API card embedded with the base model's hidden states
+    train shared-lora shared-lora
+    train c2l-card-base code2lora-static --option inputs=card --option encoder=base "${RESIDUAL[@]}"
+    together "$(run shared-lora shared-lora shared-lora)" \
+        "$(run c2l-card-base code2lora-static c2l-card-base)" > "$OUT/runs/hidden.txt"
+fi
 if [[ $STAGES == *text2lora* ]]; then   # Code2LoRA-Static's vector and budget, per-layer head
     train shared-lora shared-lora
     train text2lora text2lora --option max_chunks=1 --option stabilise=true --option learning_rate=2e-4
     together "$(run shared-lora shared-lora shared-lora)" \
         "$(run text2lora text2lora text2lora)" > "$OUT/runs/text2lora.txt"
 fi
-for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual c2l-card text2lora; do
+for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual c2l-card c2l-card-base text2lora; do
     [ -f "$OUT/runs/$run/results.json" ] || continue
     for label in "" prefix repository none; do
         for metric in tf_em tf_logprob; do
