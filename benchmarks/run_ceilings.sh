@@ -18,15 +18,22 @@
 # Then (STAGES=code2lora, card, hidden, text2lora) Code2LoRA-Static with the residual head and the
 # stabilisers, MiniLM over the context files or over the API card (inputs=card), the card
 # embedded with the base model's hidden states (STAGES=hidden, encoder=base), and
-# Text-to-LoRA (the same vector and budget, the per-layer head), the same budget. The trained methods are scored in one pass (evaluate-together:
-# the layers below the adapters once for all), then each is compared with shared-lora,
-# on all tasks and on each knowledge-source label.
+# Text-to-LoRA (the same vector and budget, the per-layer head), the same budget.
+# STAGES=score scores pretrained and every checkpoint of OUT/ckpt on SPLIT (the in-repo-only
+# ones skipped on other splits) with SCORING, into RUNS; AUDIT=false leaves the audits out
+# (generation scores each audit mode in a pass of its own).
+# The trained methods are scored in one pass (evaluate-together: the layers below the
+# adapters once for all), then each is compared with shared-lora, on all tasks and on each
+# knowledge-source label.
 #   bash benchmarks/run_ceilings.sh BENCH OUT [MODEL]
 set -euo pipefail
 BENCH=$1; OUT=$2; MODEL=${3:-qwen2.5-coder-0.5b}
 INPUT=${INPUT:-512}; TOP=${TOP:-8}; EPOCHS=${EPOCHS:-2}; SPLIT=${SPLIT:-test_in_repo}
 TASKS=${TASKS:-0}; EXAMPLES_LIMIT=${EXAMPLES_LIMIT:-400}; STAGES=${STAGES:-ceilings,code2lora}
 LIMIT=${LIMIT:-0}   # tasks scored (a fixed hash sample); 0: every task of the split
+SCORING=${SCORING:-teacher-forced}   # or generate (greedy decoding, the protocol's em)
+RUNS=${RUNS:-$OUT/runs}              # where the run directories go (one per split and scoring)
+AUDIT=${AUDIT:-true}
 COMMON=(--option max_seq_len="$INPUT" --option top_layers="$TOP" --option batch_size=4
         --option max_train_tasks_per_repo="$TASKS" --option epochs="$EPOCHS" --option save_steps=100)
 RESIDUAL=(--option head=residual --option stabilise=true --option learning_rate=2e-4)
@@ -36,31 +43,31 @@ train() {  # name method options...
         --config static --model "$MODEL" --out "$OUT/ckpt/$name" --no-progress "${COMMON[@]}" "$@" \
         > "$OUT/train-$name.log" 2>&1
 }
-run() { echo "$OUT/runs/$1=$2${3:+,checkpoint=$OUT/ckpt/$3}"; }   # an evaluate-together run
+run() { echo "$RUNS/$1=$2${3:+,checkpoint=$OUT/ckpt/$3}"; }   # an evaluate-together run
 together() {  # run specs...
     local args=(); for r in "$@"; do args+=(--run "$r"); done
     repopeftbench evaluate-together --dataset "$BENCH" --config static --split "$SPLIT" \
-        --model "$MODEL" --max-input-tokens "$INPUT" --no-progress \
+        --model "$MODEL" --max-input-tokens "$INPUT" --scoring "$SCORING" --no-progress \
         $([ "$LIMIT" != 0 ] && echo --limit "$LIMIT") "${args[@]}"
 }
-mkdir -p "$OUT/runs"
+mkdir -p "$RUNS"
 if [[ $STAGES == *ceilings* ]]; then
     train shared-lora shared-lora
     train per-repo-lora per-repo-lora
     train repo-vector code2lora-static --option encoder=table "${RESIDUAL[@]}"
     together "$(run pretrained pretrained)" "$(run shared-lora shared-lora shared-lora)" \
         "$(run per-repo-lora per-repo-lora per-repo-lora)" \
-        "$(run repo-vector code2lora-static repo-vector)" > "$OUT/runs/ceilings.txt"
+        "$(run repo-vector code2lora-static repo-vector)" > "$RUNS/ceilings.txt"
     repopeftbench evaluate --dataset "$BENCH" --config static --split "$SPLIT" --method repo-examples \
         --model "$MODEL" --max-input-tokens "$INPUT" --scoring teacher-forced --no-progress \
-        --limit "$EXAMPLES_LIMIT" --out "$OUT/runs/repo-examples" > "$OUT/runs/repo-examples.txt"
+        --limit "$EXAMPLES_LIMIT" --out "$RUNS/repo-examples" > "$RUNS/repo-examples.txt"
 fi
 if [[ $STAGES == *fromshared* ]]; then
     train shared-lora shared-lora
     train per-repo-from-shared per-repo-lora --option init_adapter="$OUT/ckpt/shared-lora"
     together "$(run shared-lora shared-lora shared-lora)" \
         "$(run per-repo-from-shared per-repo-lora per-repo-from-shared),audit=true" \
-        > "$OUT/runs/fromshared.txt"
+        > "$RUNS/fromshared.txt"
 fi
 # Each stage below trains one method and scores it beside shared-lora (whose predictions
 # are cached from the first stage, so later stages score the new method alone).
@@ -68,33 +75,46 @@ if [[ $STAGES == *code2lora* ]]; then   # residual head + stabilisers, MiniLM ov
     train shared-lora shared-lora
     train c2l-residual code2lora-static --option max_chunks=1 "${RESIDUAL[@]}"
     together "$(run shared-lora shared-lora shared-lora)" \
-        "$(run c2l-residual code2lora-static c2l-residual)" > "$OUT/runs/code2lora.txt"
+        "$(run c2l-residual code2lora-static c2l-residual)" > "$RUNS/code2lora.txt"
 fi
 if [[ $STAGES == *card* ]]; then        # the same, MiniLM over the repository's API card
     train shared-lora shared-lora
     train c2l-card code2lora-static --option inputs=card "${RESIDUAL[@]}"
     together "$(run shared-lora shared-lora shared-lora)" \
-        "$(run c2l-card code2lora-static c2l-card)" > "$OUT/runs/card.txt"
+        "$(run c2l-card code2lora-static c2l-card)" > "$RUNS/card.txt"
 fi
 if [[ $STAGES == *hidden* ]]; then      # the API card embedded with the base model's hidden states
     train shared-lora shared-lora
     train c2l-card-base code2lora-static --option inputs=card --option encoder=base "${RESIDUAL[@]}"
     together "$(run shared-lora shared-lora shared-lora)" \
-        "$(run c2l-card-base code2lora-static c2l-card-base)" > "$OUT/runs/hidden.txt"
+        "$(run c2l-card-base code2lora-static c2l-card-base)" > "$RUNS/hidden.txt"
 fi
 if [[ $STAGES == *text2lora* ]]; then   # Code2LoRA-Static's vector and budget, per-layer head
     train shared-lora shared-lora
     train text2lora text2lora --option max_chunks=1 --option stabilise=true --option learning_rate=2e-4
     together "$(run shared-lora shared-lora shared-lora)" \
-        "$(run text2lora text2lora text2lora)" > "$OUT/runs/text2lora.txt"
+        "$(run text2lora text2lora text2lora)" > "$RUNS/text2lora.txt"
+fi
+if [[ $STAGES == *score* ]]; then       # pretrained and every trained checkpoint on SPLIT, SCORING
+    specs=("$(run pretrained pretrained)")
+    for ck in "$OUT"/ckpt/*/method.json; do
+        name=$(basename "$(dirname "$ck")")
+        method=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["method"])' "$ck")
+        # a vector per training repository (encoder=table) or an adapter per one: in-repo only
+        if [[ $SPLIT != *_in_repo ]] && { [[ $method == per-repo-lora ]] ||
+                grep -q '"encoder": "table"' "$ck"; }; then continue; fi
+        audit=""; [[ $method == shared-lora ]] || audit=",audit=$AUDIT"
+        specs+=("$(run "$name" "$method" "$name")$audit")
+    done
+    together "${specs[@]}" > "$RUNS/score.txt"
 fi
 for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual c2l-card c2l-card-base text2lora; do
-    [ -f "$OUT/runs/$run/results.json" ] || continue
+    [ -f "$RUNS/$run/results.json" ] || continue
     for label in "" prefix repository none; do
-        for metric in tf_em tf_logprob; do
+        for metric in $([ "$SCORING" = generate ] && echo em || echo tf_em tf_logprob); do
             echo "== $run - shared-lora, $metric${label:+, knowledge_source=$label}"
-            repopeftbench compare "$OUT/runs/shared-lora" "$OUT/runs/$run" --dataset "$BENCH" \
+            repopeftbench compare "$RUNS/shared-lora" "$RUNS/$run" --dataset "$BENCH" \
                 --metric "$metric" ${label:+--knowledge-source "$label"} | tail -2
         done
     done
-done > "$OUT/compare.txt"
+done > "$RUNS/compare.txt"
