@@ -77,6 +77,8 @@ def train_lora_adapter(model_name: str, device: str, tasks: list[dict], options:
     model.train()
     from evaluators.lora.config import top_layers
     layers = top_layers(model, options.top_layers)
+    import torch
+    torch.manual_seed(seed)          # the adapter's random init: the seed's, not the process's
     if options.init_adapter:
         peft_model = _load_init_adapter(model, options, layers)
     else:

@@ -294,3 +294,14 @@ def test_cached_lower_layers_give_the_loss_and_gradients_of_the_full_model(tiny,
     assert torch.allclose(fast, slow, atol=1e-5, rtol=1e-5)
     for name in g_slow:
         assert torch.allclose(g_fast[name], g_slow[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_training_twice_gives_the_same_adapter_bytes(bench, tiny, tmp_path):
+    """Same data, options and seed: byte-identical adapters, whether the lower-layer cache
+    is filled by the run (the first) or read from disk (the second)."""
+    opts = ["max_steps=3", "batch_size=4", "r=2", "alpha=4", "max_train_tasks_per_repo=4",
+            "top_layers=1", "epochs=2"]
+    made = [train("shared-lora", bench, "static", tmp_path / f"ckpt{i}", model=str(tiny),
+                  options=opts, progress=False) for i in range(2)]
+    a, b = (ckpt / "adapter" / "adapter_model.safetensors" for ckpt in made)
+    assert a.read_bytes() == b.read_bytes()
