@@ -113,6 +113,14 @@ def main() -> None:
                     diffs.setdefault(s.repo_id, []).append(
                         s.scores["tf_logprob"] - other[s.task_id].scores["tf_logprob"])
             per_repo[r] = (rep, {k: sum(v) / len(v) for k, v in diffs.items()})
+    if per_repo:
+        print("\nOwn minus the replacement per repository (tf_logprob, nats/token; the plot):\n")
+        print("| run | own - | repositories | above 0 | min | median | max |")
+        print("|---|---|---|---|---|---|---|")
+        for r, (rep, d) in sorted(per_repo.items()):
+            v = sorted(d.values())
+            print(f"| {r} | {rep} | {len(v)} | {sum(x > 0 for x in v)} | {v[0]:+.3f} | "
+                  f"{v[len(v) // 2]:+.3f} | {v[-1]:+.3f} |")
     if args.plot and per_repo:
         import matplotlib
         matplotlib.use("Agg")
