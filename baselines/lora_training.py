@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from evaluators.budget import TrainOptions, cap_per_repo, data_hash  # noqa: F401 (re-exported)
 from evaluators.context import ContextOptions
 from evaluators.lora.config import DEFAULT_TARGETS
+from evaluators.lora.peft_format import find_adapter_dir
 from repopeftbench.errors import UserError
 from repopeftbench.io import sha256_file
 
@@ -31,11 +32,7 @@ class LoraOptions(TrainOptions, ContextOptions):
 
 def init_adapter_dir(path: str) -> Path:
     """The PEFT adapter directory ``init_adapter=`` names (itself or its ``adapter/``)."""
-    for d in (Path(path), Path(path) / "adapter"):
-        if (d / "adapter_config.json").is_file() and (d / "adapter_model.safetensors").is_file():
-            return d
-    raise UserError(f"init_adapter={path}: no PEFT adapter there (adapter_config.json and "
-                    f"adapter_model.safetensors, in it or in its adapter/)")
+    return find_adapter_dir(path, "init_adapter")
 
 
 def init_adapter_hash(path: str) -> str:

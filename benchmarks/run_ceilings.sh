@@ -17,7 +17,8 @@
 #      is what the repository's own tasks add at an equal budget.
 # Then (STAGES=code2lora, card, hidden, text2lora) Code2LoRA-Static with the residual head and the
 # stabilisers, MiniLM over the context files or over the API card (inputs=card), the card
-# embedded with the base model's hidden states (STAGES=hidden, encoder=base), and
+# embedded with the base model's hidden states (STAGES=hidden, encoder=base), the residual
+# trained on top of the frozen shared-lora adapter (STAGES=warm, init_shared=), and
 # Text-to-LoRA (the same vector and budget, the per-layer head), the same budget.
 # STAGES=score scores pretrained and every checkpoint of OUT/ckpt on SPLIT (the in-repo-only
 # ones skipped on other splits) with SCORING, into RUNS; AUDIT=false leaves the audits out
@@ -89,6 +90,13 @@ if [[ $STAGES == *hidden* ]]; then      # the API card embedded with the base mo
     together "$(run shared-lora shared-lora shared-lora)" \
         "$(run c2l-card-base code2lora-static c2l-card-base)" > "$RUNS/hidden.txt"
 fi
+if [[ $STAGES == *warm* ]]; then        # the residual on top of the trained shared-lora, frozen
+    train shared-lora shared-lora
+    train c2l-warm code2lora-static --option max_chunks=1 "${RESIDUAL[@]}" \
+        --option init_shared="$OUT/ckpt/shared-lora"
+    together "$(run shared-lora shared-lora shared-lora)" \
+        "$(run c2l-warm code2lora-static c2l-warm)" > "$RUNS/warm.txt"
+fi
 if [[ $STAGES == *text2lora* ]]; then   # Code2LoRA-Static's vector and budget, per-layer head
     train shared-lora shared-lora
     train text2lora text2lora --option max_chunks=1 --option stabilise=true --option learning_rate=2e-4
@@ -108,7 +116,7 @@ if [[ $STAGES == *score* ]]; then       # pretrained and every trained checkpoin
     done
     together "${specs[@]}" > "$RUNS/score.txt"
 fi
-for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual c2l-card c2l-card-base text2lora; do
+for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual c2l-card c2l-card-base c2l-warm text2lora; do
     [ -f "$RUNS/$run/results.json" ] || continue
     for label in "" prefix repository none; do
         for metric in $([ "$SCORING" = generate ] && echo em || echo tf_em tf_logprob); do

@@ -30,6 +30,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from repopeftbench.errors import UserError
+
 # One module type: its name and the (in, out) shape of the linear layers of that type.
 ModuleShapes = dict[str, tuple[int, int]]
 
@@ -184,6 +186,26 @@ class ResidualHead(nn.Module):
                     nn.init.kaiming_uniform_(ak[k], a=math.sqrt(5))
                 self.Ak[_key(p)] = nn.Parameter(ak)
                 self.Bk[_key(p)] = nn.Parameter(torch.zeros(K, o, rb))
+
+    def load_shared(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        """The shared LoRA from a trained adapter's PEFT tensors
+        (``base_model.model.<path>.lora_A.weight`` / ``lora_B``), frozen: the residual then
+        trains on top of it (same rank and alpha, so the same scale alpha / r)."""
+        for paths in self.layers.values():
+            for p in paths:
+                for name, table in (("lora_A", self.A0), ("lora_B", self.B0)):
+                    key = f"base_model.model.{p}.{name}.weight"
+                    if key not in tensors:
+                        raise UserError(f"{source}: no {key} (not an adapter of these layers)")
+                    want = tuple(table[_key(p)].shape)
+                    if tuple(tensors[key].shape) != want:
+                        raise UserError(f"{source}: {key} has shape {tuple(tensors[key].shape)}, "
+                                        f"wanted {want}")
+                    with torch.no_grad():
+                        table[_key(p)].copy_(tensors[key].to(table[_key(p)].dtype))
+        for table in (self.A0, self.B0):
+            for param in table.values():
+                param.requires_grad_(False)
 
     def mixing(self, z: torch.Tensor) -> torch.Tensor:
         """(n, K): each code vector's weights of the basis adapters."""

@@ -41,7 +41,7 @@ class _Code2LoRA(Method):
     # "mean" leaves the item's own adapter out since 3 (it held 1/n of it before)
     audit_revision: ClassVar[dict[str, str]] = {"mean": "3", "info": "2"}
     kind: ClassVar[str] = ""
-    keyless_defaults = ("inputs", "card_chars")   # added after runs were cached
+    keyless_defaults = ("inputs", "card_chars", "init_shared")   # added after runs were cached
 
     mode = "own"
 

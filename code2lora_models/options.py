@@ -29,6 +29,10 @@ class Code2LoRAOptions(TrainOptions, ContextOptions):
     basis: int = 4                   # residual head: basis adapters
     basis_r: int = 4                 # residual head: rank of each basis adapter
     update_l2: float = 0.0           # weight of the L2 penalty on the generated update
+    # residual head: its shared LoRA is this trained adapter (a shared-lora checkpoint or a
+    # PEFT directory of the same rank, alpha, projections and layers), frozen; only the
+    # repository-conditioned residual trains
+    init_shared: str = ""
     hidden: int = 256
     r: int = 16
     alpha: float = 32.0

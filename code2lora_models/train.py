@@ -70,6 +70,8 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
         codes = EvoCodes(gru, {r: torch.from_numpy(s) for r, (_, s) in seqs.items()}, items)
         rows = [item_index[(t["repo_id"], position[t["repo_id"]][t["commit_index"]])] for t in tasks]
         bundle.gru = gru
+    if options.init_shared:
+        _init_shared(hyper, options, top_layers(model, options.top_layers))
     bundle.hyper = hyper
 
     examples = encode_tasks(tokenizer, tasks, options.max_seq_len, prompt)
@@ -101,3 +103,23 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
                               "wall_time_s": result.wall_time_s, "tokens_per_s": result.tokens_per_s,
                               "n_tasks": len(tasks), "n_repos": len(repos)}}
     return bundle
+
+
+def _init_shared(hyper: Code2LoRA, options: Code2LoRAOptions, layers: tuple[int, ...]) -> None:
+    """``init_shared=``: the residual head's shared LoRA is a trained adapter (frozen),
+    after checking it is the LoRA these options describe."""
+    from evaluators.lora.peft_format import find_adapter_dir, load_peft_adapter
+    if options.head != "residual":
+        raise UserError(f"init_shared={options.init_shared}: only the residual head has a "
+                        f"shared LoRA (head={options.head})")
+    d = find_adapter_dir(options.init_shared, "init_shared")
+    cfg, tensors = load_peft_adapter(d)
+    have = {"r": cfg.get("r"), "alpha": float(cfg.get("lora_alpha") or 0),
+            "target_modules": sorted(cfg.get("target_modules") or []),
+            "layers": sorted(cfg.get("layers_to_transform") or [])}
+    want = {"r": options.r, "alpha": float(options.alpha),
+            "target_modules": sorted(options.target_modules), "layers": sorted(layers)}
+    wrong = [f"{k} {have[k]} (wanted {want[k]})" for k in have if have[k] != want[k]]
+    if wrong:
+        raise UserError(f"init_shared={options.init_shared}: not this LoRA: " + "; ".join(wrong))
+    hyper.head.load_shared(tensors, str(d))

@@ -611,3 +611,38 @@ def test_evo_with_bare_diffs_layernorms_and_an_initial_mlp(world, tmp_path):
     res = evaluate(bench, "evolution", "test_in_repo", "code2lora-evo", str(tiny), tmp_path / "run",
                    checkpoint=ckpt, progress=False, scoring="teacher-forced")
     assert res.scores["n_tasks"] > 0 and "own_minus_mean" in res.audit
+
+
+def test_the_residual_head_starts_from_a_trained_shared_lora_kept_frozen(world, tmp_path):
+    """init_shared=: the residual head's shared LoRA is a shared-lora checkpoint's adapter,
+    unchanged by training (only the residual trains); a LoRA of another rank is refused."""
+    from code2lora_models.bundle import Code2LoRABundle
+    from repopeftbench.errors import UserError
+    from safetensors.torch import load_file
+    root, bench, tiny = world
+    lora = ["r=2", "alpha=4", "max_steps=2", "batch_size=4", "max_train_tasks_per_repo=8",
+            "top_layers=1", "learning_rate=1e-2"]
+    shared = train("shared-lora", bench, "static", tmp_path / "shared", model=str(tiny),
+                   options=lora, progress=False)
+    opts = OPTS + ["head=residual", "basis=2", "basis_r=1", "top_layers=1",
+                   f"init_shared={shared}"]
+    ckpt = train("code2lora-static", bench, "static", tmp_path / "ckpt", model=str(tiny),
+                 options=opts, progress=False)
+    head = Code2LoRABundle.load(ckpt / "hypernetwork").hyper.head
+    tensors = load_file(str(shared / "adapter" / "adapter_model.safetensors"))
+    assert len(head.A0) == len(tensors) // 2 > 0
+    for key in head.A0:
+        path = key.replace("__", ".")
+        assert torch.equal(head.A0[key], tensors[f"base_model.model.{path}.lora_A.weight"])
+        assert torch.equal(head.B0[key], tensors[f"base_model.model.{path}.lora_B.weight"])
+    assert any(torch.count_nonzero(b) for b in head.Bk.values())    # the residual trained
+    res = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / "tf",
+                   checkpoint=ckpt, progress=False, scoring="teacher-forced")
+    assert "own_minus_mean" in res.audit
+    with pytest.raises(UserError, match="not this LoRA: r 2 \\(wanted 4\\)"):
+        train("code2lora-static", bench, "static", tmp_path / "bad", model=str(tiny),
+              options=[o for o in opts if not o.startswith(("r=", "alpha="))] + ["r=4", "alpha=8"],
+              progress=False)
+    with pytest.raises(UserError, match="only the residual head"):
+        train("code2lora-static", bench, "static", tmp_path / "bad2", model=str(tiny),
+              options=[o for o in opts if not o.startswith("head=")], progress=False)

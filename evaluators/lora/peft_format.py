@@ -44,6 +44,16 @@ def save_peft_adapter(directory: str | os.PathLike, config: dict,
     return out
 
 
+def find_adapter_dir(path: str, option: str = "init_adapter") -> Path:
+    """The PEFT adapter directory an option names: the directory itself or its ``adapter/``
+    (a shared-lora checkpoint)."""
+    for d in (Path(path), Path(path) / "adapter"):
+        if (d / CONFIG_FILE).is_file() and (d / WEIGHTS_FILE).is_file():
+            return d
+    raise UserError(f"{option}={path}: no PEFT adapter there ({CONFIG_FILE} and "
+                    f"{WEIGHTS_FILE}, in it or in its adapter/)")
+
+
 def load_peft_adapter(directory: str | os.PathLike) -> tuple[dict, dict[str, Any]]:
     """(config, tensors) of a PEFT adapter directory, with a clear error for a bad one."""
     d = Path(directory)
