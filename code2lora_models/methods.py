@@ -103,6 +103,9 @@ class _Code2LoRA(Method):
         self._cosine = adapter_cosine(self.bundle, self._z)
         self._cosine["over"] = "repositories" if self.kind == "static" else "commits"
 
+    MEANS_KEPT = 4     # leave-one-out means kept made (items are asked for in order; a
+    #                    per-layer head's mean is of full rank, hundreds of MB)
+
     def _mean_without(self, key: Key) -> AdapterWeights:
         """The mean of every other item's adapter (leave-one-out), made once per item."""
         if key not in self._means:
@@ -111,6 +114,8 @@ class _Code2LoRA(Method):
             adapter = self.bundle.mean_adapter(self._z, f"mean-{self._tag}-without-{key}",
                                                leave_out=self._row[key], sums=self._sums)
             self._means[key] = self._weights(adapter)
+            while len(self._means) > self.MEANS_KEPT:
+                self._means.pop(next(iter(self._means)))
         return self._means[key]
 
     def audit_info(self) -> dict:

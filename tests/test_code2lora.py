@@ -353,7 +353,9 @@ def test_a_learned_vector_per_repository_is_the_ceiling_test_of_the_input(world,
                  checkpoint=ckpt, progress=False)
 
 
-def test_text2lora_is_code2lora_static_with_the_per_layer_head(world, tmp_path):
+def test_text2lora_is_code2lora_static_with_the_per_layer_head(world, tmp_path, monkeypatch):
+    from code2lora_models.methods import Text2LoRA
+    monkeypatch.setattr(Text2LoRA, "MEANS_KEPT", 1)   # leave-one-out means made again when asked
     root, bench, tiny = world
     ckpt = train("text2lora", bench, "static", tmp_path / "ckpt", model=str(tiny), options=OPTS,
                  progress=False)

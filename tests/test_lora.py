@@ -128,3 +128,30 @@ def test_an_exported_adapter_of_an_offline_alias_loads_with_peft_alone(tiny, tmp
     with torch.no_grad():
         assert torch.allclose(user(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-5)
     assert models.model_source("tiny-alias")["alias"] is True
+
+
+def test_the_backend_keeps_adapters_within_its_byte_budget(tiny):
+    """The HF backend's adapter LRU is bounded by count and by bytes (leave-one-out means
+    of per-layer adapters are of full rank), keeping the newest; a tensor two modules share
+    is counted once."""
+    from evaluators.backends.base import AdapterWeights
+    from evaluators.backends.hf import HFBackend, adapter_bytes
+    from evaluators.lora.peft_format import lora_config_dict
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    backend = HFBackend(AutoModelForCausalLM.from_pretrained(tiny), AutoTokenizer.from_pretrained(tiny),
+                        progress=False)
+    path = "model.layers.0.self_attn.q_proj"
+    config = lora_config_dict(str(tiny), ["q_proj"], 2, 4.0)
+    made = [AdapterWeights(f"a{i}", config, {f"base_model.model.{path}.lora_A.weight": torch.ones(2, 64),
+                                             f"base_model.model.{path}.lora_B.weight": torch.ones(64, 2)})
+            for i in range(4)]
+    size = adapter_bytes(backend._adapter("a0", made[0]))
+    assert size == 2 * 2 * 64 * 4
+    backend.MAX_CACHED_ADAPTER_BYTES = 2 * size
+    for i, w in enumerate(made[1:], 1):
+        backend._adapter(f"a{i}", w)
+    assert list(backend._adapters) == ["a2", "a3"]
+    shared = torch.ones(2, 64)
+    a = LoraAdapter(LoraSpec(2, 4.0, ("q_proj", "v_proj")), {"x": shared, "y": shared},
+                    {"x": torch.ones(64, 2), "y": torch.ones(64, 2)})
+    assert adapter_bytes(a) == 3 * 2 * 64 * 4

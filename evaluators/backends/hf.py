@@ -378,6 +378,7 @@ class HFBackend(GenerationBackend):
     name = "hf"
     Options = HFOptions
     MAX_CACHED_ADAPTERS = 64
+    MAX_CACHED_ADAPTER_BYTES = 2 << 30
 
     def __init__(self, model, tokenizer, config: GenerationConfig = GenerationConfig(),
                  progress: bool = True, options: HFOptions | None = None):
@@ -409,7 +410,11 @@ class HFBackend(GenerationBackend):
         else:
             loaded = LoraAdapter.load(adapter)
         self._adapters[key] = loaded
-        if len(self._adapters) > self.MAX_CACHED_ADAPTERS:
+        # at most MAX_CACHED_ADAPTERS, and MAX_CACHED_ADAPTER_BYTES of them (a leave-one-out
+        # mean of per-layer adapters is of full rank: hundreds of MB each)
+        while len(self._adapters) > 1 and (
+                len(self._adapters) > self.MAX_CACHED_ADAPTERS or
+                sum(map(adapter_bytes, self._adapters.values())) > self.MAX_CACHED_ADAPTER_BYTES):
             self._adapters.popitem(last=False)
         return loaded
 
@@ -465,6 +470,13 @@ class HFBackend(GenerationBackend):
                                         on_result)
         finally:
             bar.close()
+
+
+def adapter_bytes(adapter) -> int:
+    """The memory of a LoRA adapter's factors (a tensor shared by several modules, once)."""
+    seen = {t.data_ptr(): t.numel() * t.element_size()
+            for t in (*adapter.A.values(), *adapter.B.values())}
+    return sum(seen.values())
 
 
 class _StopAtNewline(StoppingCriteria):
