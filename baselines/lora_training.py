@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 from evaluators.budget import TrainOptions, cap_per_repo, data_hash  # noqa: F401 (re-exported)
 from evaluators.context import ContextOptions
 from evaluators.lora.config import DEFAULT_TARGETS
-from evaluators.lora.peft_format import find_adapter_dir
-from repopeftbench.errors import UserError
-from repopeftbench.io import sha256_file
+from evaluators.lora.peft_format import check_same_lora, find_adapter_dir
+from repopeftbench.io import read_json_file, sha256_file
 
 if TYPE_CHECKING:  # torch is imported only when a method trains
     from evaluators.training import TrainResult
@@ -44,18 +43,11 @@ def init_adapter_hash(path: str) -> str:
 def _load_init_adapter(model, options: LoraOptions, layers):
     """The base model with the initial adapter, trainable, after checking it is the LoRA
     these options describe (so only the starting point differs from a fresh one)."""
-    from peft import PeftConfig, PeftModel
+    from peft import PeftModel
     d = init_adapter_dir(options.init_adapter)
-    cfg = PeftConfig.from_pretrained(str(d))
-    have = {"r": cfg.r, "alpha": float(cfg.lora_alpha),
-            "target_modules": sorted(cfg.target_modules or []),
-            "layers": sorted(cfg.layers_to_transform or [])}
-    want = {"r": options.r, "alpha": float(options.alpha),
-            "target_modules": sorted(options.target_modules), "layers": sorted(layers)}
-    wrong = [f"{k} {have[k]} (wanted {want[k]})" for k in have if have[k] != want[k]]
-    if wrong:
-        raise UserError(f"init_adapter={options.init_adapter}: not this LoRA: "
-                        + "; ".join(wrong))
+    config = read_json_file(d / "adapter_config.json", "adapter configuration")
+    check_same_lora(config, options.r, options.alpha, options.target_modules, layers,
+                    f"init_adapter={options.init_adapter}")
     return PeftModel.from_pretrained(model, str(d), is_trainable=True)
 
 

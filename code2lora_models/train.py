@@ -108,18 +108,12 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
 def _init_shared(hyper: Code2LoRA, options: Code2LoRAOptions, layers: tuple[int, ...]) -> None:
     """``init_shared=``: the residual head's shared LoRA is a trained adapter (frozen),
     after checking it is the LoRA these options describe."""
-    from evaluators.lora.peft_format import find_adapter_dir, load_peft_adapter
+    from evaluators.lora.peft_format import check_same_lora, find_adapter_dir, load_peft_adapter
     if options.head != "residual":
         raise UserError(f"init_shared={options.init_shared}: only the residual head has a "
                         f"shared LoRA (head={options.head})")
     d = find_adapter_dir(options.init_shared, "init_shared")
-    cfg, tensors = load_peft_adapter(d)
-    have = {"r": cfg.get("r"), "alpha": float(cfg.get("lora_alpha") or 0),
-            "target_modules": sorted(cfg.get("target_modules") or []),
-            "layers": sorted(cfg.get("layers_to_transform") or [])}
-    want = {"r": options.r, "alpha": float(options.alpha),
-            "target_modules": sorted(options.target_modules), "layers": sorted(layers)}
-    wrong = [f"{k} {have[k]} (wanted {want[k]})" for k in have if have[k] != want[k]]
-    if wrong:
-        raise UserError(f"init_shared={options.init_shared}: not this LoRA: " + "; ".join(wrong))
+    config, tensors = load_peft_adapter(d)
+    check_same_lora(config, options.r, options.alpha, options.target_modules, layers,
+                    f"init_shared={options.init_shared}")
     hyper.head.load_shared(tensors, str(d))

@@ -54,6 +54,21 @@ def find_adapter_dir(path: str, option: str = "init_adapter") -> Path:
                     f"{WEIGHTS_FILE}, in it or in its adapter/)")
 
 
+def check_same_lora(config: dict, r: int, alpha: float, target_modules, layers,
+                    what: str) -> None:
+    """Refuse an adapter (its ``adapter_config.json`` as a dict) that is not the LoRA of
+    rank ``r``, ``alpha``, projections and decoder layers wanted (so that starting from it
+    changes only the starting point); ``what`` names it in the error."""
+    have = {"r": config.get("r"), "alpha": float(config.get("lora_alpha") or 0),
+            "target_modules": sorted(config.get("target_modules") or []),
+            "layers": sorted(config.get("layers_to_transform") or [])}
+    want = {"r": r, "alpha": float(alpha), "target_modules": sorted(target_modules),
+            "layers": sorted(layers)}
+    wrong = [f"{k} {have[k]} (wanted {want[k]})" for k in have if have[k] != want[k]]
+    if wrong:
+        raise UserError(f"{what}: not this LoRA: " + "; ".join(wrong))
+
+
 def load_peft_adapter(directory: str | os.PathLike) -> tuple[dict, dict[str, Any]]:
     """(config, tensors) of a PEFT adapter directory, with a clear error for a bad one."""
     d = Path(directory)
