@@ -122,7 +122,10 @@ class _Code2LoRA(Method):
         return {"cosine": self._cosine}
 
     def _weights(self, adapter) -> AdapterWeights:
-        return AdapterWeights(f"{self.name}:{self.mode}:{adapter.name}", adapter.peft_config(),
+        # the loaded bundle in the name: several checkpoints of one method in one
+        # evaluate-together share a backend, whose adapter cache is keyed by name
+        return AdapterWeights(f"{self.name}@{id(self.bundle):x}:{self.mode}:{adapter.name}",
+                              adapter.peft_config(),
                               adapter.peft_tensors())
 
     def predict(self, repo_id: str, tasks: list[dict]) -> list[Request]:

@@ -648,3 +648,23 @@ def test_the_residual_head_starts_from_a_trained_shared_lora_kept_frozen(world, 
     with pytest.raises(UserError, match="only the residual head"):
         train("code2lora-static", bench, "static", tmp_path / "bad2", model=str(tiny),
               options=[o for o in opts if not o.startswith("head=")], progress=False)
+
+
+def test_two_checkpoints_of_one_method_scored_together_keep_their_own_adapters(
+        world, static_ckpt, tmp_path, monkeypatch):
+    """evaluate-together of two code2lora-static checkpoints: each run scores with its own
+    generated adapters (the backend's adapter cache once mixed them up by name)."""
+    from evaluators.harness import RunSpec, evaluate_together
+    root, bench, tiny = world
+    other = train("code2lora-static", bench, "static", tmp_path / "other", model=str(tiny),
+                  options=[o for o in OPTS if not o.startswith("learning_rate=")]
+                  + ["learning_rate=5e-2"], progress=False)
+    both = evaluate_together(bench, "static", "test_in_repo",
+                             [RunSpec("code2lora-static", tmp_path / "t1", checkpoint=static_ckpt),
+                              RunSpec("code2lora-static", tmp_path / "t2", checkpoint=other)],
+                             str(tiny), progress=False)
+    monkeypatch.setenv("REPOPEFTBENCH_CACHE", str(tmp_path / "fresh-cache"))   # scored anew
+    alone = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / "a",
+                     checkpoint=other, progress=False, scoring="teacher-forced")
+    assert alone.n_predicted_now > 0
+    assert both[1].scores == alone.scores
