@@ -20,6 +20,7 @@
 # embedded with the base model's hidden states (STAGES=hidden, encoder=base), the residual
 # trained on top of the frozen shared-lora adapter (STAGES=warm, init_shared=), and
 # Text-to-LoRA (the same vector and budget, the per-layer head), the same budget.
+# TRAIN_ONLY=1 trains without scoring (then STAGES=score scores them all in one pass).
 # STAGES=score scores pretrained and every checkpoint of OUT/ckpt on SPLIT (the in-repo-only
 # ones skipped on other splits) with SCORING, into RUNS; AUDIT=false leaves the audits out
 # (generation scores each audit mode in a pass of its own).
@@ -35,6 +36,7 @@ LIMIT=${LIMIT:-0}   # tasks scored (a fixed hash sample); 0: every task of the s
 SCORING=${SCORING:-teacher-forced}   # or generate (greedy decoding, the protocol's em)
 RUNS=${RUNS:-$OUT/runs}              # where the run directories go (one per split and scoring)
 AUDIT=${AUDIT:-true}
+TRAIN_ONLY=${TRAIN_ONLY:-}           # 1: train each stage's checkpoints, score nothing (STAGES=score later)
 COMMON=(--option max_seq_len="$INPUT" --option top_layers="$TOP" --option batch_size=4
         --option max_train_tasks_per_repo="$TASKS" --option epochs="$EPOCHS" --option save_steps=100)
 RESIDUAL=(--option head=residual --option stabilise=true --option learning_rate=2e-4)
@@ -46,6 +48,7 @@ train() {  # name method options...
 }
 run() { echo "$RUNS/$1=$2${3:+,checkpoint=$OUT/ckpt/$3}"; }   # an evaluate-together run
 together() {  # run specs...
+    [ -z "$TRAIN_ONLY" ] || return 0
     local args=(); for r in "$@"; do args+=(--run "$r"); done
     repopeftbench evaluate-together --dataset "$BENCH" --config static --split "$SPLIT" \
         --model "$MODEL" --max-input-tokens "$INPUT" --scoring "$SCORING" --no-progress \
