@@ -62,7 +62,7 @@ if [[ $STAGES == *ceilings* ]]; then
     together "$(run pretrained pretrained)" "$(run shared-lora shared-lora shared-lora)" \
         "$(run per-repo-lora per-repo-lora per-repo-lora)" \
         "$(run repo-vector code2lora-static repo-vector)" > "$RUNS/ceilings.txt"
-    repopeftbench evaluate --dataset "$BENCH" --config static --split "$SPLIT" --method repo-examples \
+    [ -n "$TRAIN_ONLY" ] || repopeftbench evaluate --dataset "$BENCH" --config static --split "$SPLIT" --method repo-examples \
         --model "$MODEL" --max-input-tokens "$INPUT" --scoring teacher-forced --no-progress \
         --limit "$EXAMPLES_LIMIT" --out "$RUNS/repo-examples" > "$RUNS/repo-examples.txt"
 fi
