@@ -322,3 +322,42 @@ def test_batch_size_flag_is_the_hf_backends(bench, tiny_model, tmp_path, capsys)
     assert main(args + ["--out", str(tmp_path / "c"), "--batch-size", "2",
                         "--backend", "vllm"]) == 2
     assert "--batch-size is the hf backend's option" in capsys.readouterr().err
+
+
+def test_a_pending_chunk_holds_a_bounded_size_of_adapters(monkeypatch, tmp_path):
+    """An audit's leave-one-out means can be hundreds of MB each (a per-layer head's is of
+    full rank): a chunk of pending tasks is cut once its distinct in-memory adapters reach
+    PENDING_ADAPTER_BYTES, not only at GENERATE_CHUNK tasks (the Qwen2.5-Coder audit of
+    66 repositories was killed for memory at 24 GB)."""
+    from types import SimpleNamespace
+
+    import evaluators.harness as harness
+    from evaluators.backends.base import AdapterWeights, Request, adapter_nbytes
+
+    mib = 1 << 20
+    adapters = {r: AdapterWeights(f"a-{r}", {}, {"w": torch.zeros(mib // 4)}) for r in "abcd"}
+    assert adapter_nbytes(adapters["a"]) == mib and adapter_nbytes(None) == 0
+    assert adapter_nbytes(str(tmp_path)) == 0              # a directory is read when used
+    chunks: list[set[str]] = []
+
+    class Backend:
+        def score_configurations(self, configs, targets, desc="", on_result=None):
+            chunks.append({req.adapter.name for req in configs[0]})
+            for i in range(len(targets)):
+                on_result(0, i, SimpleNamespace(metrics=lambda: {"tf_em": 0.0}, n_tokens=1))
+
+    method = SimpleNamespace(
+        predict=lambda repo, group: [Request("p", adapters[repo]) for _ in group],
+        context=SimpleNamespace(backend=lambda: Backend()), name="m")
+    by_repo = {r: [{"task_id": f"{r}{i}", "target": "x"} for i in range(3)] for r in "abcd"}
+    monkeypatch.setattr(harness, "PENDING_ADAPTER_BYTES", 2 * mib)
+    have: dict = {}
+    harness._predict_all([(method, None, tmp_path / "c.jsonl", have)], by_repo, "m",
+                         scoring="teacher-forced")
+    assert chunks == [{"a-a", "a-b"}, {"a-c", "a-d"}]      # two repositories' adapters each
+    assert sorted(have) == sorted(t["task_id"] for g in by_repo.values() for t in g)
+    chunks.clear()
+    monkeypatch.setattr(harness, "PENDING_ADAPTER_BYTES", 1 << 40)
+    harness._predict_all([(method, None, tmp_path / "d.jsonl", {})], by_repo, "m",
+                         scoring="teacher-forced")
+    assert chunks == [{"a-a", "a-b", "a-c", "a-d"}]        # by count alone: one chunk

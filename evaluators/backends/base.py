@@ -134,6 +134,15 @@ class Request:
     adapter: Adapter = None
 
 
+def adapter_nbytes(adapter: Adapter) -> int:
+    """Bytes an adapter holds in memory (0 for a directory, which is read when used, or
+    None)."""
+    if not isinstance(adapter, AdapterWeights):
+        return 0
+    return sum(int(t.numel()) * t.element_size() if hasattr(t, "element_size")
+               else int(getattr(t, "nbytes", 0)) for t in adapter.tensors.values())
+
+
 def adapter_key(adapter: Adapter) -> str | None:
     """A hashable identity of an adapter, for grouping rows."""
     if adapter is None:
