@@ -23,7 +23,9 @@
 # TRAIN_ONLY=1 trains without scoring (then STAGES=score scores them all in one pass).
 # STAGES=score scores pretrained and every checkpoint of OUT/ckpt on SPLIT (the in-repo-only
 # ones skipped on other splits) with SCORING, into RUNS; AUDIT=false leaves the audits out
-# (generation scores each audit mode in a pass of its own).
+# (generation scores each audit mode in a pass of its own); NO_AUDIT="NAME ..." leaves out
+# those checkpoints' audits only (a per-layer head's leave-one-out means are of full rank,
+# about 650 MB each on Qwen2.5-Coder-0.5B's top 8 layers, and slow every row they serve).
 # The trained methods are scored in one pass (evaluate-together: the layers below the
 # adapters once for all), then each is compared with shared-lora, on all tasks and on each
 # knowledge-source label.
@@ -36,6 +38,7 @@ LIMIT=${LIMIT:-0}   # tasks scored (a fixed hash sample); 0: every task of the s
 SCORING=${SCORING:-teacher-forced}   # or generate (greedy decoding, the protocol's em)
 RUNS=${RUNS:-$OUT/runs}              # where the run directories go (one per split and scoring)
 AUDIT=${AUDIT:-true}
+NO_AUDIT=${NO_AUDIT:-}               # checkpoint names scored without their audit (STAGES=score)
 TRAIN_ONLY=${TRAIN_ONLY:-}           # 1: train each stage's checkpoints, score nothing (STAGES=score later)
 COMMON=(--option max_seq_len="$INPUT" --option top_layers="$TOP" --option batch_size=4
         --option max_train_tasks_per_repo="$TASKS" --option epochs="$EPOCHS" --option save_steps=100)
@@ -115,6 +118,7 @@ if [[ $STAGES == *score* ]]; then       # pretrained and every trained checkpoin
         if [[ $SPLIT != *_in_repo ]] && { [[ $method == per-repo-lora ]] ||
                 grep -q '"encoder": "table"' "$ck"; }; then continue; fi
         audit=""; [[ $method == shared-lora ]] || audit=",audit=$AUDIT"
+        [[ " $NO_AUDIT " != *" $name "* ]] || audit=",audit=false"
         specs+=("$(run "$name" "$method" "$name")$audit")
     done
     together "${specs[@]}" > "$RUNS/score.txt"
