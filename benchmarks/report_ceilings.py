@@ -98,10 +98,11 @@ def main() -> None:
             if not path.exists():
                 continue
             other = [s for s in read_scored_mode(path, args.dataset) if s.knowledge_source == label]
-            c = paired_comparison(other, own, metric="tf_em")
+            c, lp = (paired_comparison(other, own, metric=m) for m in ("tf_em", "tf_logprob"))
             print(f"| {r} | {modes[0]} - {mode}, {label} label ({c['n_tasks']} tasks, "
                   f"{c['n_repos']} repos) | {_pct(c['delta'])} [{_pct(c['ci'][0])}, "
-                  f"{_pct(c['ci'][1])}] ({c['mde']:.2f}) | |")
+                  f"{_pct(c['ci'][1])}] ({c['mde']:.2f}) | {_pct(lp['delta'])} "
+                  f"[{_pct(lp['ci'][0])}, {_pct(lp['ci'][1])}] ({lp['mde']:.2f}) |")
         # the plot's replacement: the leave-one-out mean where the audit has one
         rep = "mean" if "mean" in modes else modes[1] if len(modes) > 1 else None
         rep_path = root / r / f"samples-{rep}.jsonl"
