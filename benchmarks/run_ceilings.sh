@@ -25,7 +25,8 @@
 # ones skipped on other splits) with SCORING, into RUNS; AUDIT=false leaves the audits out
 # (generation scores each audit mode in a pass of its own); NO_AUDIT="NAME ..." leaves out
 # those checkpoints' audits only (a per-layer head's leave-one-out means are of full rank,
-# about 650 MB each on Qwen2.5-Coder-0.5B's top 8 layers, and slow every row they serve).
+# about 650 MB each by their shapes on Qwen2.5-Coder-0.5B's top 8 layers, and slow every
+# row they serve).
 # The trained methods are scored in one pass (evaluate-together: the layers below the
 # adapters once for all), then each is compared with shared-lora, on all tasks and on each
 # knowledge-source label.

@@ -42,7 +42,7 @@ from .report import (SAMPLES_FILE, compare_runs, format_audit, format_scores,  #
 GENERATE_CHUNK = 256   # requests generated together (and then cached) at a time
 # ... and at most this many bytes of distinct in-memory adapters among them: an audit's
 # leave-one-out mean of a per-layer head is of full rank (about 650 MB on
-# Qwen2.5-Coder-0.5B, top 8 layers), and 256 tasks span a dozen repositories or more
+# Qwen2.5-Coder-0.5B's top 8 layers, by its shapes), and 256 tasks span a dozen repositories or more
 PENDING_ADAPTER_BYTES = 1 << 30
 
 

@@ -338,6 +338,8 @@ def test_a_pending_chunk_holds_a_bounded_size_of_adapters(monkeypatch, tmp_path)
     adapters = {r: AdapterWeights(f"a-{r}", {}, {"w": torch.zeros(mib // 4)}) for r in "abcd"}
     assert adapter_nbytes(adapters["a"]) == mib and adapter_nbytes(None) == 0
     assert adapter_nbytes(str(tmp_path)) == 0              # a directory is read when used
+    w = adapters["a"].tensors["w"]                          # one tensor shared by two modules
+    assert adapter_nbytes(AdapterWeights("s", {}, {"x": w, "y": w})) == mib
     chunks: list[set[str]] = []
 
     class Backend:

@@ -134,13 +134,17 @@ class Request:
     adapter: Adapter = None
 
 
+def tensors_nbytes(tensors) -> int:
+    """The memory of some tensors, a tensor that appears several times (one generated
+    pair shared by the layers of a module type) counted once."""
+    seen = {t.data_ptr(): t.numel() * t.element_size() for t in tensors}
+    return sum(seen.values())
+
+
 def adapter_nbytes(adapter: Adapter) -> int:
     """Bytes an adapter holds in memory (0 for a directory, which is read when used, or
     None)."""
-    if not isinstance(adapter, AdapterWeights):
-        return 0
-    return sum(int(t.numel()) * t.element_size() if hasattr(t, "element_size")
-               else int(getattr(t, "nbytes", 0)) for t in adapter.tensors.values())
+    return tensors_nbytes(adapter.tensors.values()) if isinstance(adapter, AdapterWeights) else 0
 
 
 def adapter_key(adapter: Adapter) -> str | None:

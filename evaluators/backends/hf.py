@@ -32,7 +32,8 @@ from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 from repopeftbench.metrics import FIM_TOKENS
 
 from .base import (Adapter, AdapterWeights, GenerationBackend, GenerationConfig, Request,
-                   TFScore, adapter_key, encode_prompt, parse_backend_options, same_prompts)
+                   TFScore, adapter_key, encode_prompt, parse_backend_options, same_prompts,
+                   tensors_nbytes)
 from .sharing import adapter_groups, common_prefix_len as _common_prefix_len, crop as _crop
 
 
@@ -473,10 +474,8 @@ class HFBackend(GenerationBackend):
 
 
 def adapter_bytes(adapter) -> int:
-    """The memory of a LoRA adapter's factors (a tensor shared by several modules, once)."""
-    seen = {t.data_ptr(): t.numel() * t.element_size()
-            for t in (*adapter.A.values(), *adapter.B.values())}
-    return sum(seen.values())
+    """The memory of a loaded LoRA adapter's factors (a tensor shared by several modules, once)."""
+    return tensors_nbytes((*adapter.A.values(), *adapter.B.values()))
 
 
 class _StopAtNewline(StoppingCriteria):
