@@ -82,6 +82,9 @@ class PerRepoLora(Method):
         index = json.loads((directory / "adapters.json").read_text())
         self._adapters = {r: directory / p for r, p in index.items()}
 
+    def audit_item(self, task: dict) -> str:
+        return task["repo_id"]          # "other" is another evaluated repository's
+
     def prepare(self, tasks: list[dict]) -> None:
         self._partner = halfway_partners(t["repo_id"] for t in tasks)
 

@@ -63,6 +63,9 @@ class RepoExamples(Method):
         self.bench, self.track = bench, track
         self._blocks: dict[str, str] = {}
 
+    def audit_item(self, task: dict) -> str:
+        return task["repo_id"]          # "other" is another evaluated repository's
+
     def prepare(self, tasks: list[dict]) -> None:
         self._partner = halfway_partners(t["repo_id"] for t in tasks)
 

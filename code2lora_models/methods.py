@@ -121,6 +121,9 @@ class _Code2LoRA(Method):
     def audit_info(self) -> dict:
         return {"cosine": self._cosine}
 
+    def audit_item(self, task: dict) -> str:
+        return repr(self.item(task))   # the mean, the shuffle and the cosines: of these items
+
     def _weights(self, adapter) -> AdapterWeights:
         # the loaded bundle in the name: several checkpoints of one method in one
         # evaluate-together share a backend, whose adapter cache is keyed by name

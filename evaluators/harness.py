@@ -507,17 +507,20 @@ def score_records(tasks: list[dict], records: dict[str, dict], scoring: str) -> 
 Sink = tuple  # (audit mode or None, cache file, its records by task id): where results go
 
 
-def _task_set(tasks: list[dict]) -> str:
-    return sha256_text("\n".join(sorted(t["task_id"] for t in tasks)))[:12]
+def _audit_scope(obj: Method, tasks: list[dict]) -> str:
+    """The key of what an audit's replacements depend on: the set of the method's audit
+    items (``Method.audit_item``) over the evaluated tasks (by default the task ids, whose
+    key is that of the task set)."""
+    return sha256_text("\n".join(sorted({obj.audit_item(t) for t in tasks})))[:12]
 
 
 def _audit_caches(obj: Method, tasks: list[dict], cache_path: Path, run_key: str
                   ) -> list[tuple[str, Path]]:
     """Each audit mode and its cache file: the run's own for the first mode; for the others
-    one per task set, since a replacement adapter (the mean, a shuffle) depends on every
-    item of the task set."""
+    one per audit scope, since a replacement adapter (the mean, a shuffle) depends on every
+    item of the evaluated tasks (and on nothing else of them)."""
     modes = type(obj).audit_modes
-    task_set = _task_set(tasks)
+    task_set = _audit_scope(obj, tasks)
     return [(mode, cache_path if i == 0 else cache_path.with_name(
         f"{run_key}-{mode}{type(obj).audit_revision.get(mode, '')}-{task_set}.jsonl"))
         for i, mode in enumerate(modes)]
@@ -531,7 +534,7 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
     adapter over each replacement, and the method's extra figures (adapter cosines)."""
     modes = type(obj).audit_modes
     every = every if every is not None else tasks
-    task_set = _task_set(every)
+    task_set = _audit_scope(obj, every)
     scored = {}
     for i, (mode, path) in enumerate(_audit_caches(obj, every, cache_path, run_key)):
         have = _read_cache(path)

@@ -215,6 +215,16 @@ class Method:
         """Extra audit figures (e.g. the pairwise cosine of the adapters) after ``prepare``."""
         return {}
 
+    def audit_item(self, task: dict) -> str:
+        """What the audit's replacement adapters depend on, per evaluated task. The harness
+        caches each replacement mode (and the audit figures) once per set of these over the
+        evaluated tasks, so a larger sample of the same items (repositories, commits)
+        reuses every task a smaller one scored. Default: the task itself (another task set
+        scores every replacement again); a method whose replacements are made from the
+        evaluated repositories (a leave-one-out mean, another repository's adapter) names
+        the repository."""
+        return task["task_id"]
+
     def prompt(self, task: dict) -> str:
         return task["prefix"]
 

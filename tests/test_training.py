@@ -3,6 +3,7 @@ train once then evaluate, in-repo only for per-repository adapters."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from evaluators.harness import evaluate, train  # noqa: E402
 from evaluators.training import (IGNORE, TrainConfig, encode_example,  # noqa: E402
                                  train_causal_lm)
 from repopeftbench.cli import main  # noqa: E402
+from repopeftbench.dataset import Benchmark  # noqa: E402
 
 from conftest import build_bench, make_tiny_model  # noqa: E402
 
@@ -155,6 +157,42 @@ def test_per_repo_lora_starts_from_a_shared_adapter_and_audits_another_repos(ben
     assert [s["task_id"] for s in other] == [s["task_id"] for s in mine]
     # the two repositories' adapters differ, so another's adapter scores the task otherwise
     assert any(a["tf_logprob"] != b["tf_logprob"] for a, b in zip(mine, other))
+
+
+def test_a_larger_sample_of_the_same_repositories_reuses_the_audits_scores(tiny, tmp_path):
+    """The audit's replacement (another repository's adapter) depends on the evaluated
+    repositories, not on which of their tasks: a larger nested sample of the same
+    repositories scores only its new tasks in every mode, into the same cache file."""
+    from evaluators.models import cache_root
+    many = {f"tests/test_t{i}.py": "".join(
+        f"def test_{k}():\n    value = compute({k})\n    assert value == {k % 4 + 100}\n\n"
+        for k in range(i * 8, i * 8 + 8)) for i in range(12)}
+    bench = build_bench(tmp_path / "b", {**many, "pkg/core.py": "def compute(x):\n"
+                                         "    return x % 4 + 100\n"}, [None, None], "a")
+    ckpt = train("per-repo-lora", bench, "static", tmp_path / "ckpt", model=str(tiny),
+                 options=["batch_size=2", "r=2", "alpha=4", "max_train_tasks_per_repo=4",
+                          "max_steps=1", "learning_rate=5e-2"], progress=False)
+    every = Benchmark(bench).tasks("static", "test_in_repo")
+    small = Benchmark(bench).tasks("static", "test_in_repo", limit=2, sample="per_repo")
+    assert len({t["repo_id"] for t in small}) == len({t["repo_id"] for t in every}) == 2
+    assert len(every) > len(small)
+
+    def audited(out, limit):
+        return evaluate(bench, "static", "test_in_repo", "per-repo-lora", str(tiny),
+                        tmp_path / out, checkpoint=ckpt, progress=False, limit=limit,
+                        sample="per_repo", scoring="teacher-forced",
+                        method_options=["audit=true"])
+    first = audited("small", 2)
+    files = lambda: sorted((cache_root() / "predictions").glob(f"{first.run_key}-other*.jsonl"))  # noqa: E731
+    assert len(files()) == 1 and len(files()[0].read_text().splitlines()) == 2
+    whole = audited("whole", None)
+    assert whole.run_key == first.run_key and len(files()) == 1
+    lines = [json.loads(x) for x in files()[0].read_text().splitlines()]
+    assert sorted(x["task_id"] for x in lines) == sorted(t["task_id"] for t in every)
+    # and the reused rows score as a fresh run of the larger sample would
+    shutil.rmtree(cache_root() / "predictions")
+    fresh = audited("fresh", None)
+    assert fresh.audit["own_minus_other"] == whole.audit["own_minus_other"]
 
 
 def test_new_lora_options_keep_the_run_keys_of_earlier_runs():
