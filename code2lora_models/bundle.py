@@ -8,6 +8,7 @@ an adapter goes through this object, for the harness and for ``repopeftbench ada
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,16 @@ from .repo_embedding import EmbeddingCache
 
 GRU_FILE = "gru.safetensors"
 TABLE_FILE = "repository_table.safetensors"     # encoder=table: the learned vectors
+
+
+@lru_cache(maxsize=16)
+def _identity(size: int, rank: int, side: str) -> torch.Tensor:
+    """[I; 0] (rank x size, an A) or [I, 0] (size x rank, a B): the identity factor of a
+    full-rank mean update, one tensor for every module and mean of its size (never
+    written to: adapters are read)."""
+    e = torch.zeros(rank, size) if side == "A" else torch.zeros(size, rank)
+    e.diagonal().fill_(1.0)
+    return e
 
 
 def embedding_cache_dir() -> Path:
@@ -188,9 +199,12 @@ class Code2LoRABundle:
         Averaging the factors instead is not the mean update, and can be nothing at all:
         (A, B) and (-A, -B) make the same update, and a hypernetwork that generates both
         signs averages to zero (seen with Code2LoRA-Evo, whose factor-mean adapter scored
-        as the base model). The mean update has rank up to n r; it is written as a LoRA of
-        the rank it has (SVD, singular values below 1e-6 of the largest dropped), at most
-        min(in, out), with the same scale."""
+        as the base model). The mean update has rank up to n r, with the same scale. When
+        n r reaches min(in, out) it is written as it is, of full rank: the update as one
+        factor and an identity (shared by every module of its size) as the other, no SVD
+        (one per module and leave-one-out mean made a per-layer head's audit slow:
+        ``benchmarks/bench_mean_adapter.py``). Below that, as a LoRA of the rank it has
+        (SVD, singular values below 1e-6 of the largest dropped)."""
         head = getattr(self.hyper, "head", None)
         if hasattr(head, "mixing"):     # an update linear in mixing weights: their mean
             with torch.no_grad():
@@ -209,19 +223,36 @@ class Code2LoRABundle:
                                                 factors[path][0].double())
                      for path, total in dense.items()}
             n -= 1
+        spec = self.hyper.spec
+        bound = n * spec.r                               # the rank a mean of n updates can have
         parts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        full: dict[str, str] = {}                        # path -> which factor is an identity
         for path, total in dense.items():
+            out_dim, in_dim = total.shape
+            if bound >= min(out_dim, in_dim):            # full rank: no factorisation to find
+                full[path] = "A" if in_dim <= out_dim else "B"
+                m = (total / n).float()
+                parts[path] = (None, m) if full[path] == "A" else (m, None)
+                continue
             u, sv, vh = torch.linalg.svd(total / n, full_matrices=False)
             k = max(1, int((sv > sv[0] * 1e-6).sum())) if sv.numel() and sv[0] > 0 else 1
             root = sv[:k].sqrt()
             parts[path] = ((root[:, None] * vh[:k]).float(), (u[:, :k] * root[None, :]).float())
-        rank = max(a.shape[0] for a, _ in parts.values())
-        spec = self.hyper.spec
+        rank = max(min(parts[p][0 if full[p] == "B" else 1].shape) if p in full
+                   else parts[p][0].shape[0] for p in parts)
         scaling = spec.scaling
         A: dict[str, torch.Tensor] = {}
         B: dict[str, torch.Tensor] = {}
         for path, first in alias.items():
             a, b = parts[first]
+            if first in full:                            # B A = update, padded with zeros
+                if full[first] == "A":
+                    A[path], pad = _identity(b.shape[1], rank, "A"), rank - b.shape[1]
+                    B[path] = torch.cat([b, b.new_zeros(b.shape[0], pad)], 1) if pad else b
+                else:
+                    B[path], pad = _identity(a.shape[0], rank, "B"), rank - a.shape[0]
+                    A[path] = torch.cat([a, a.new_zeros(pad, a.shape[1])]) if pad else a
+                continue
             pad = rank - a.shape[0]                       # zero rows/columns change nothing
             A[path] = torch.cat([a, a.new_zeros(pad, a.shape[1])]) if pad else a
             B[path] = torch.cat([b, b.new_zeros(b.shape[0], pad)], 1) if pad else b

@@ -547,6 +547,44 @@ def test_mean_adapter_is_the_mean_update_and_update_cosine_ignores_factor_signs(
                           atol=1e-5 * float(want.abs().max()))
 
 
+def test_a_full_rank_mean_update_is_written_without_an_svd(monkeypatch, tmp_path):
+    """Once the items' ranks add up to a module's smaller side, the mean update is of full
+    rank: it is written as the update and a shared identity, exactly, with no SVD (35 s per
+    mean on Qwen2.5-Coder-0.5B), and it still writes as a PEFT directory."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import load_file
+
+    from code2lora_models.bundle import Code2LoRABundle
+    from evaluators.backends.base import AdapterWeights, tensors_nbytes
+    from evaluators.backends.vllm import write_peft_adapter
+    torch.manual_seed(0)
+    net = Code2LoRA(6, HypernetConfig(head=HeadConfig(kind="per_layer", hidden=16,
+                                                      embed_dim=4, r=2)), SHAPES, LAYERS)
+    for p in net.parameters():
+        p.data.normal_()
+    z = torch.randn(7, 6)                       # 6 others x rank 2 = 12 >= every module's 8
+    holder = SimpleNamespace(hyper=net, base_model="")
+    sums = Code2LoRABundle.update_sums(holder, z)
+
+    def no_svd(*a, **k):
+        raise AssertionError("an SVD for a full-rank mean")
+    monkeypatch.setattr(torch.linalg, "svd", no_svd)
+    loo = Code2LoRABundle.mean_adapter(holder, z, "loo", leave_out=3, sums=sums)
+    others = torch.cat([z[:3], z[4:]])
+    for path, (a, b) in net(others).items():
+        want = net.spec.scaling * torch.einsum("nor,nri->oi", b, a) / len(others)
+        got = loo.spec.scaling * loo.B[path] @ loo.A[path]
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max())), path
+    assert loo.spec.r == 8 and loo.spec.scaling == net.spec.scaling
+    tensors = list(loo.A.values()) + list(loo.B.values())
+    assert tensors_nbytes(tensors) < sum(t.numel() * t.element_size() for t in tensors)
+    weights = AdapterWeights("loo", loo.peft_config(), loo.peft_tensors())
+    written = load_file(write_peft_adapter(weights, tmp_path / "loo") / "adapter_model.safetensors")
+    assert set(written) == set(weights.tensors)
+    assert all(torch.equal(written[k], v) for k, v in weights.tensors.items())
+
+
 def test_methods_evaluated_together_equal_each_evaluated_alone(world, static_ckpt, tmp_path,
                                                               monkeypatch):
     """evaluate-together: the pretrained model, shared LoRA and Code2LoRA with its audit

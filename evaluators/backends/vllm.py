@@ -68,8 +68,10 @@ def write_peft_adapter(adapter: AdapterWeights, directory: Path) -> Path:
     weights = directory / "adapter_model.safetensors"
     if not weights.exists():
         tmp = directory / ".adapter_model.safetensors.tmp"
-        save_file({k: v.detach().float().contiguous().cpu() for k, v in adapter.tensors.items()},
-                  str(tmp))
+        # a copy each: safetensors refuses tensors that share memory (a pair shared by the
+        # layers of a module type, a mean update's identity factor)
+        save_file({k: v.detach().float().cpu().clone().contiguous()
+                   for k, v in adapter.tensors.items()}, str(tmp))
         (directory / "adapter_config.json").write_text(json.dumps(adapter.config, indent=2,
                                                                   sort_keys=True))
         tmp.replace(weights)
