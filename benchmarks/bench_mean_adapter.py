@@ -79,4 +79,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with torch.no_grad():       # as in an audit: no graph for either
+        main()

@@ -225,36 +225,31 @@ class Code2LoRABundle:
             n -= 1
         spec = self.hyper.spec
         bound = n * spec.r                               # the rank a mean of n updates can have
-        parts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        full: dict[str, str] = {}                        # path -> which factor is an identity
+        parts: dict[str, tuple[torch.Tensor | None, torch.Tensor | None]] = {}  # None: identity
+        ranks: dict[str, int] = {}
         for path, total in dense.items():
             out_dim, in_dim = total.shape
             if bound >= min(out_dim, in_dim):            # full rank: no factorisation to find
-                full[path] = "A" if in_dim <= out_dim else "B"
                 m = (total / n).float()
-                parts[path] = (None, m) if full[path] == "A" else (m, None)
+                parts[path] = (None, m) if in_dim <= out_dim else (m, None)
+                ranks[path] = min(out_dim, in_dim)
                 continue
             u, sv, vh = torch.linalg.svd(total / n, full_matrices=False)
             k = max(1, int((sv > sv[0] * 1e-6).sum())) if sv.numel() and sv[0] > 0 else 1
             root = sv[:k].sqrt()
             parts[path] = ((root[:, None] * vh[:k]).float(), (u[:, :k] * root[None, :]).float())
-        rank = max(min(parts[p][0 if full[p] == "B" else 1].shape) if p in full
-                   else parts[p][0].shape[0] for p in parts)
+            ranks[path] = k
+        rank = max(ranks.values())
+        padded: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for path, (a, b) in parts.items():               # zero rows/columns change nothing
+            pad = rank - ranks[path]
+            padded[path] = (
+                _identity(b.shape[1], rank, "A") if a is None
+                else torch.cat([a, a.new_zeros(pad, a.shape[1])]) if pad else a,
+                _identity(a.shape[0], rank, "B") if b is None
+                else torch.cat([b, b.new_zeros(b.shape[0], pad)], 1) if pad else b)
         scaling = spec.scaling
-        A: dict[str, torch.Tensor] = {}
-        B: dict[str, torch.Tensor] = {}
-        for path, first in alias.items():
-            a, b = parts[first]
-            if first in full:                            # B A = update, padded with zeros
-                if full[first] == "A":
-                    A[path], pad = _identity(b.shape[1], rank, "A"), rank - b.shape[1]
-                    B[path] = torch.cat([b, b.new_zeros(b.shape[0], pad)], 1) if pad else b
-                else:
-                    B[path], pad = _identity(a.shape[0], rank, "B"), rank - a.shape[0]
-                    A[path] = torch.cat([a, a.new_zeros(pad, a.shape[1])]) if pad else a
-                continue
-            pad = rank - a.shape[0]                       # zero rows/columns change nothing
-            A[path] = torch.cat([a, a.new_zeros(pad, a.shape[1])]) if pad else a
-            B[path] = torch.cat([b, b.new_zeros(b.shape[0], pad)], 1) if pad else b
+        A = {path: padded[first][0] for path, first in alias.items()}
+        B = {path: padded[first][1] for path, first in alias.items()}
         mean_spec = replace(spec, r=rank, alpha=scaling * rank)   # same scale alpha / r
         return LoraAdapter(mean_spec, A, B, name, self.base_model or None)

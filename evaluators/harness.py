@@ -520,9 +520,9 @@ def _audit_caches(obj: Method, tasks: list[dict], cache_path: Path, run_key: str
     one per audit scope, since a replacement adapter (the mean, a shuffle) depends on every
     item of the evaluated tasks (and on nothing else of them)."""
     modes = type(obj).audit_modes
-    task_set = _audit_scope(obj, tasks)
+    scope = _audit_scope(obj, tasks)
     return [(mode, cache_path if i == 0 else cache_path.with_name(
-        f"{run_key}-{mode}{type(obj).audit_revision.get(mode, '')}-{task_set}.jsonl"))
+        f"{run_key}-{mode}{type(obj).audit_revision.get(mode, '')}-{scope}.jsonl"))
         for i, mode in enumerate(modes)]
 
 
@@ -534,7 +534,7 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
     adapter over each replacement, and the method's extra figures (adapter cosines)."""
     modes = type(obj).audit_modes
     every = every if every is not None else tasks
-    task_set = _audit_scope(obj, every)
+    scope = _audit_scope(obj, every)
     scored = {}
     for i, (mode, path) in enumerate(_audit_caches(obj, every, cache_path, run_key)):
         have = _read_cache(path)
@@ -551,7 +551,7 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
     if len(modes) > 1:
         obj.set_audit_mode(modes[0])
     rev = type(obj).audit_revision.get("info", "")
-    info_path = cache_path.with_name(f"{run_key}-audit{rev}-{task_set}.json")
+    info_path = cache_path.with_name(f"{run_key}-audit{rev}-{scope}.json")
     if info_path.exists():
         info = json.loads(info_path.read_text())
     else:
