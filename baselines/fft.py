@@ -10,7 +10,7 @@ from pathlib import Path
 from evaluators.context import ContextOptions
 from evaluators.registry import Method, register_method
 
-from .lora_training import TrainOptions, cap_per_repo
+from .lora_training import TrainOptions
 
 
 @dataclass
@@ -35,8 +35,7 @@ class FullFineTuning(Method):
         from evaluators.models import load_model
         from evaluators.training import encode_tasks, train_causal_lm
 
-        tasks = cap_per_repo(bench.train_tasks(track, columns=["prefix", "target"]),
-                             self.options.max_train_tasks_per_repo)
+        tasks = self.options.training_tasks(bench.train_tasks(track, columns=["prefix", "target"]))
         o = self.options
         prompt = self.training_prompt(bench, tasks, o.max_seq_len)
         model, tokenizer, _ = load_model(self.context.model_name, self.context.device)

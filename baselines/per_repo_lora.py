@@ -20,7 +20,7 @@ from evaluators.registry import Method, register_method
 from repopeftbench.errors import UserError
 from repopeftbench.io import canonical_json, sha256_text
 
-from .lora_training import (LoraOptions, cap_per_repo, data_hash, init_adapter_hash,
+from .lora_training import (LoraOptions, data_hash, init_adapter_hash,
                             train_lora_adapter)
 
 
@@ -46,8 +46,7 @@ class PerRepoLora(Method):
                             f"have no training tasks")
 
     def fit(self, bench, track: str) -> None:
-        tasks = cap_per_repo(bench.train_tasks(track, columns=["prefix", "target"]),
-                             self.options.max_train_tasks_per_repo)
+        tasks = self.options.training_tasks(bench.train_tasks(track, columns=["prefix", "target"]))
         by_repo: dict[str, list[dict]] = {}
         for t in tasks:
             by_repo.setdefault(t["repo_id"], []).append(t)
@@ -55,10 +54,13 @@ class PerRepoLora(Method):
         start = ({"init": init_adapter_hash(self.options.init_adapter)}
                  if self.options.init_adapter else {})
         for repo_id in sorted(by_repo):
-            # cached by (repository, training data, configuration, seed, starting weights)
+            # cached by (repository, training data, configuration, seed, starting weights);
+            # not by which other repositories train (max_train_repos): a repository's
+            # adapter is the same in a run of a few repositories and in one of all
             key = sha256_text(canonical_json({
                 "repo": repo_id, "data": data_hash(by_repo[repo_id]), "seed": self.context.seed,
-                "options": {k: v for k, v in self.config().items() if k != "name"},
+                "options": {k: v for k, v in self.config().items()
+                            if k not in ("name", "max_train_repos")},
                 "model": self.context.model_name, **start}))[:16]
             out = self.context.artifacts("adapters", key)
             if not (out / "adapter" / "adapter_model.safetensors").exists():

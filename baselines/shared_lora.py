@@ -6,7 +6,7 @@ from pathlib import Path
 
 from evaluators.registry import Method, register_method
 
-from .lora_training import LoraOptions, cap_per_repo, train_lora_adapter
+from .lora_training import LoraOptions, train_lora_adapter
 
 
 @register_method("shared-lora")
@@ -17,8 +17,7 @@ class SharedLora(Method):
     keyless_defaults = ("init_adapter",)
 
     def fit(self, bench, track: str) -> None:
-        tasks = cap_per_repo(bench.train_tasks(track, columns=["prefix", "target"]),
-                             self.options.max_train_tasks_per_repo)
+        tasks = self.options.training_tasks(bench.train_tasks(track, columns=["prefix", "target"]))
         out = self.context.artifacts("shared")
         train_lora_adapter(self.context.model_name, self.context.device, tasks, self.options,
                            self.context.seed, out, f"shared-lora ({track})", self.context.progress,

@@ -20,6 +20,9 @@
 # embedded with the base model's hidden states (STAGES=hidden, encoder=base), the residual
 # trained on top of the frozen shared-lora adapter (STAGES=warm, init_shared=), and
 # Text-to-LoRA (the same vector and budget, the per-layer head), the same budget.
+# REPOS=N trains and scores the split's first N repositories only (by repo-id hash, nested):
+# a per-repository ceiling at a larger TASKS in a fraction of the time. To start it from an
+# existing shared-lora, link that checkpoint to OUT/ckpt/shared-lora first.
 # TRAIN_ONLY=1 trains without scoring (then STAGES=score scores them all in one pass).
 # STAGES=score scores pretrained and every checkpoint of OUT/ckpt on SPLIT (the in-repo-only
 # ones skipped on other splits) with SCORING, into RUNS; AUDIT=false leaves the audits out
@@ -36,13 +39,15 @@ BENCH=$1; OUT=$2; MODEL=${3:-qwen2.5-coder-0.5b}
 INPUT=${INPUT:-512}; TOP=${TOP:-8}; EPOCHS=${EPOCHS:-2}; SPLIT=${SPLIT:-test_in_repo}
 TASKS=${TASKS:-0}; EXAMPLES_LIMIT=${EXAMPLES_LIMIT:-400}; STAGES=${STAGES:-ceilings,code2lora}
 LIMIT=${LIMIT:-0}   # tasks scored (a fixed hash sample); 0: every task of the split
+REPOS=${REPOS:-0}   # train and score the split's first REPOS repositories only (by repo-id hash); 0: all
 SCORING=${SCORING:-teacher-forced}   # or generate (greedy decoding, the protocol's em)
 RUNS=${RUNS:-$OUT/runs}              # where the run directories go (one per split and scoring)
 AUDIT=${AUDIT:-true}
 NO_AUDIT=${NO_AUDIT:-}               # checkpoint names scored without their audit (STAGES=score)
 TRAIN_ONLY=${TRAIN_ONLY:-}           # 1: train each stage's checkpoints, score nothing (STAGES=score later)
 COMMON=(--option max_seq_len="$INPUT" --option top_layers="$TOP" --option batch_size=4
-        --option max_train_tasks_per_repo="$TASKS" --option epochs="$EPOCHS" --option save_steps=100)
+        --option max_train_tasks_per_repo="$TASKS" --option epochs="$EPOCHS" --option save_steps=100
+        --option max_train_repos="$REPOS")
 RESIDUAL=(--option head=residual --option stabilise=true --option learning_rate=2e-4)
 train() {  # name method options...
     local name=$1 m=$2; shift 2
@@ -56,7 +61,8 @@ together() {  # run specs...
     local args=(); for r in "$@"; do args+=(--run "$r"); done
     repopeftbench evaluate-together --dataset "$BENCH" --config static --split "$SPLIT" \
         --model "$MODEL" --max-input-tokens "$INPUT" --scoring "$SCORING" --no-progress \
-        $([ "$LIMIT" != 0 ] && echo --limit "$LIMIT") "${args[@]}"
+        $([ "$LIMIT" != 0 ] && echo --limit "$LIMIT") $([ "$REPOS" != 0 ] && echo --repos "$REPOS") \
+        "${args[@]}"
 }
 mkdir -p "$RUNS"
 if [[ $STAGES == *ceilings* ]]; then
@@ -68,7 +74,8 @@ if [[ $STAGES == *ceilings* ]]; then
         "$(run repo-vector code2lora-static repo-vector)" > "$RUNS/ceilings.txt"
     [ -n "$TRAIN_ONLY" ] || repopeftbench evaluate --dataset "$BENCH" --config static --split "$SPLIT" --method repo-examples \
         --model "$MODEL" --max-input-tokens "$INPUT" --scoring teacher-forced --no-progress \
-        --limit "$EXAMPLES_LIMIT" --out "$RUNS/repo-examples" > "$RUNS/repo-examples.txt"
+        --limit "$EXAMPLES_LIMIT" $([ "$REPOS" != 0 ] && echo --repos "$REPOS") \
+        --out "$RUNS/repo-examples" > "$RUNS/repo-examples.txt"
 fi
 if [[ $STAGES == *fromshared* ]]; then
     train shared-lora shared-lora

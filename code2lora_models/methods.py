@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from evaluators.budget import cap_per_repo
 from evaluators.backends.base import AdapterWeights, Request
 from evaluators.registry import Method, register_method
 from repopeftbench.errors import UserError
@@ -56,8 +55,7 @@ class _Code2LoRA(Method):
             raise UserError(f"inputs={self.options.inputs} is Code2LoRA-Static's (a snapshot's "
                             f"API card); Code2LoRA-Evo encodes diffs")
         columns = ["prefix", "target"] + (["commit_index"] if self.kind == "evo" else [])
-        tasks = cap_per_repo(bench.train_tasks(track, columns=columns),
-                             self.options.max_train_tasks_per_repo)
+        tasks = self.options.training_tasks(bench.train_tasks(track, columns=columns))
         if not tasks:
             raise UserError(f"{bench.dir}: no {track} training tasks to train {self.name} on")
         self.bundle = train_hypernetwork(self.kind, bench, tasks, self.options, self.context,

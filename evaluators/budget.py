@@ -8,8 +8,14 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from repopeftbench.dataset import first_repos
+
 if TYPE_CHECKING:  # torch is imported only when a method trains
     from evaluators.training import TrainConfig
+
+
+# budget options added after runs were cached: at their defaults they stay out of run keys
+BUDGET_KEYLESS = ("max_train_repos",)
 
 
 @dataclass
@@ -25,6 +31,16 @@ class TrainOptions:
     max_train_tasks_per_repo: int = 0   # 0: all
     save_steps: int = 200
     top_layers: int = 0                 # adapters on the top K decoder layers only (0: all)
+    max_train_repos: int = 0            # train on the first N repositories only (0: all)
+
+    def training_tasks(self, tasks: list[dict]) -> list[dict]:
+        """The training tasks this budget allows: those of the first ``max_train_repos``
+        repositories (``first_repos``, as ``--repos`` picks them for evaluation), at most
+        ``max_train_tasks_per_repo`` of each."""
+        if self.max_train_repos:
+            keep = first_repos((t["repo_id"] for t in tasks), self.max_train_repos)
+            tasks = [t for t in tasks if t["repo_id"] in keep]
+        return cap_per_repo(tasks, self.max_train_tasks_per_repo)
 
     def train_config(self, seed: int) -> "TrainConfig":
         from evaluators.training import TrainConfig

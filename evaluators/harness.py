@@ -167,9 +167,11 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
              seed: int = 0, backend: str = "hf", progress: bool = True,
              n_boot: int = 1000, sample: str = "hash", scoring: str = "generate",
              shard: tuple[int, int] | None = None,
-             backend_options: list[str] | dict | None = None) -> Results:
+             backend_options: list[str] | dict | None = None,
+             repos: int | None = None) -> Results:
     """Run ``method`` on ``config/split`` of a built benchmark; write and return results.
-    ``limit`` and ``sample`` choose a fixed sample of tasks (``Benchmark.tasks``).
+    ``limit`` and ``sample`` choose a fixed sample of tasks, of the split's first ``repos``
+    repositories when given (``Benchmark.tasks``).
     ``scoring="teacher-forced"`` scores each target in one forward pass (``tf_em``,
     ``tf_token_acc``, ``tf_logprob``) instead of generating it. ``shard=(i, n)`` predicts
     the tasks of shard i of n only (``shard_repos``: whole repositories, so an adapter
@@ -177,7 +179,7 @@ def evaluate(dataset_dir: str | Path, config: str, split: str, method: str, mode
     combines the n run directories into the unsharded run's results."""
     run = _Evaluation(dataset_dir, config, split, method, model, out_dir, limit, device,
                       generation, method_options, checkpoint, seed, backend, progress, n_boot,
-                      sample, scoring, shard, backend_options=backend_options)
+                      sample, scoring, shard, backend_options=backend_options, repos=repos)
     run.n_new = run.predict_missing(run.sinks)
     return run.finish()
 
@@ -197,7 +199,8 @@ def evaluate_together(dataset_dir: str | Path, config: str, split: str, runs: li
                       backend: str = "hf", progress: bool = True, n_boot: int = 1000,
                       sample: str = "hash", scoring: str = "teacher-forced",
                       shard: tuple[int, int] | None = None,
-                      backend_options: list[str] | dict | None = None) -> list[Results]:
+                      backend_options: list[str] | dict | None = None,
+                      repos: int | None = None) -> list[Results]:
     """Several methods on the same tasks with one model: each run directory, cache and
     results record is the one ``evaluate`` of that method alone gives, but teacher-forced,
     every configuration of a task (each method, each audit mode) is scored in one pass, so
@@ -210,7 +213,7 @@ def evaluate_together(dataset_dir: str | Path, config: str, split: str, runs: li
     evals = [_Evaluation(dataset_dir, config, split, r.method, model, r.out_dir, limit, device,
                          generation, r.options, r.checkpoint, seed, backend, progress, n_boot,
                          sample, scoring, shard, shared_backend=shared,
-                         backend_options=backend_options) for r in runs]
+                         backend_options=backend_options, repos=repos) for r in runs]
     outs = [str(Path(e.out).resolve()) for e in evals]
     if len(set(outs)) != len(outs):
         raise UserError("evaluate_together: every run needs its own run directory")
@@ -232,7 +235,7 @@ class _Evaluation:
     def __init__(self, dataset_dir, config, split, method, model, out_dir, limit, device,
                  generation, method_options, checkpoint, seed, backend, progress, n_boot,
                  sample, scoring, shard, shared_backend: list | None = None,
-                 backend_options: list[str] | dict | None = None):
+                 backend_options: list[str] | dict | None = None, repos: int | None = None):
         if scoring not in SCORINGS:
             raise UserError(f"unknown scoring {scoring!r}; choose from {', '.join(SCORINGS)}")
         self.t0 = time.time()
@@ -240,9 +243,9 @@ class _Evaluation:
         self.config, self.split, self.method, self.model = config, split, method, model
         self.limit, self.device, self.generation = limit, device, generation
         self.seed, self.n_boot, self.sample, self.scoring = seed, n_boot, sample, scoring
-        self.shard = shard
+        self.shard, self.repos = shard, repos or None
         self.backend_name, self.backend_options = backend, backend_options
-        self.every = bench.tasks(config, split, limit=limit, sample=sample)
+        self.every = bench.tasks(config, split, limit=limit, sample=sample, max_repos=repos)
         self.tasks = self.every
         if shard is not None:
             mine = shard_repos(self.every, *shard)
@@ -343,7 +346,7 @@ class _Evaluation:
             run_key=self.run_key,
             dataset=DatasetRef(str(bench.dir), bench.sha256, self.config, self.split, self.limit,
                                bench.manifest.get("config", {}).get("profile"),
-                               self.sample if self.limit is not None else "hash"),
+                               self.sample if self.limit is not None else "hash", self.repos),
             method=obj.config(), model=self.model_ref, scores=summarise(scored, n_boot=self.n_boot),
             seed=self.seed, scoring=scoring, packages=package_versions(),
             device=self.device if type(obj).uses_model else None, generation=self.gen,

@@ -130,7 +130,8 @@ class Method:
         defaults = self.Options()
         if all(out.get(k) == getattr(defaults, k, None) for k in CONTEXT_FIELDS if k in out):
             out = {k: v for k, v in out.items() if k not in CONTEXT_FIELDS}
-        keyless = (*type(self).keyless_defaults, *CONTEXT_KEYLESS)
+        from .budget import BUDGET_KEYLESS
+        keyless = (*type(self).keyless_defaults, *CONTEXT_KEYLESS, *BUDGET_KEYLESS)
         out = {k: v for k, v in out.items()
                if not (k in keyless and v == getattr(defaults, k, None))}
         return {"name": self.name, **out}

@@ -111,7 +111,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        method_options=args.option, checkpoint=args.checkpoint, seed=args.seed,
                        backend=args.backend, progress=not args.no_progress,
                        sample=args.sample.replace("-", "_"), scoring=args.scoring,
-                       shard=args.shard, backend_options=_backend_options(args))
+                       shard=args.shard, backend_options=_backend_options(args),
+                       repos=args.repos)
     print(format_scores(results))
     print(f"Run written to {args.out} (predictions.jsonl, results.json); "
           f"{results.n_predicted_now} tasks predicted now, {results.wall_time_s} s.")
@@ -147,7 +148,8 @@ def cmd_evaluate_together(args: argparse.Namespace) -> int:
                                     generation=_generation(args), seed=args.seed,
                                     backend=args.backend, progress=not args.no_progress,
                                     sample=args.sample.replace("-", "_"), scoring=args.scoring,
-                                    shard=args.shard, backend_options=_backend_options(args))
+                                    shard=args.shard, backend_options=_backend_options(args),
+                                    repos=args.repos)
     for spec, results in zip(args.run, all_results):
         print(f"== {spec.out_dir} ({spec.method})")
         print(format_scores(results))
@@ -305,6 +307,10 @@ def _add_task_args(p: argparse.ArgumentParser, scoring: str = "generate") -> Non
     p.add_argument("--sample", choices=[x.replace("_", "-") for x in SAMPLES], default=SAMPLES[0],
                    help="how --limit samples: the first N tasks by task-id hash (default), or "
                         "tasks dealt round-robin over repositories (covers more of them)")
+    p.add_argument("--repos", type=_positive_int, default=None, metavar="N",
+                   help="evaluate the tasks of the split's first N repositories only (by "
+                        "repo-id hash, nested; the same N repositories that the training option "
+                        "max_train_repos=N picks on an in-repo split); --limit samples within them")
     p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                    help="evaluate shard I of N only: whole repositories, dealt evenly by task "
                         "count; each shard writes its own run directory, and 'merge' joins them "

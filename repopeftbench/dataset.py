@@ -27,6 +27,17 @@ class MissingTableError(UserError, FileNotFoundError):
 SAMPLES = ("hash", "per_repo")   # how --limit samples tasks
 
 
+def first_repos(repo_ids: Iterable[str], n: int | None) -> set[str]:
+    """The first ``n`` repositories by repo-id hash: a fixed choice, nested (a larger ``n``
+    contains a smaller one's), shared by evaluation (``--repos``) and training
+    (``max_train_repos``) so both pick the same repositories of an in-repo split.
+    ``n`` None or 0: all of them."""
+    ids = set(repo_ids)
+    if not n or n >= len(ids):
+        return ids
+    return set(sorted(ids, key=lambda r: hashlib.sha256(r.encode()).hexdigest())[:n])
+
+
 class Benchmark:
     """A built benchmark, checked against its manifest when opened (``verify.py``): a
     changed, missing or unlisted table is refused with a one-line error naming it.
@@ -84,8 +95,9 @@ class Benchmark:
 
     def tasks(self, config: str, split: str, limit: int | None = None,
               columns: list[str] | None = None, repos: Iterable[str] | None = None,
-              sample: str = "hash") -> list[dict]:
-        """Rows of a task split, in (repo_id, task_id) order. ``limit`` takes a fixed
+              sample: str = "hash", max_repos: int | None = None) -> list[dict]:
+        """Rows of a task split, in (repo_id, task_id) order. ``max_repos`` keeps the tasks
+        of the split's first ``max_repos`` repositories (``first_repos``). ``limit`` takes a fixed
         pseudo-random sample: the first tasks by task-id hash (``sample="hash"``), or, with
         ``sample="per_repo"``, tasks dealt round-robin over the repositories (each one's in
         hash order), so that a small sample covers as many repositories as it can. Either
@@ -99,6 +111,9 @@ class Benchmark:
         if columns is not None:
             columns = list(dict.fromkeys(["task_id", "repo_id", *columns]))
         rows = self.rows(config, split, columns=columns, repos=repos)
+        if max_repos:
+            keep = first_repos((r["repo_id"] for r in rows), max_repos)
+            rows = [r for r in rows if r["repo_id"] in keep]
         if limit is not None and limit < len(rows):
             rows.sort(key=lambda r: hashlib.sha256(r["task_id"].encode()).hexdigest())
             if sample == "per_repo":

@@ -37,6 +37,7 @@ class DatasetRef:
     limit: int | None = None    # a fixed sample of this many tasks, or None for all
     profile: str | None = None  # the build's selection profile, when it records one
     sample: str = "hash"        # how the limited sample was drawn (Benchmark.tasks)
+    repos: int | None = None    # the split's first N repositories only (Benchmark.tasks), or all
 
 
 @dataclass

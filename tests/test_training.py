@@ -195,12 +195,51 @@ def test_a_larger_sample_of_the_same_repositories_reuses_the_audits_scores(tiny,
     assert fresh.audit["own_minus_other"] == whole.audit["own_minus_other"]
 
 
+def test_a_run_on_a_few_repositories_trains_and_scores_those_and_serves_a_larger_run(tiny,
+                                                                                   tmp_path):
+    """max_train_repos=N trains the adapters of the first N repositories, --repos N scores
+    the tasks of the same N; a later training of every repository reuses their adapters."""
+    from repopeftbench.dataset import first_repos
+    from repopeftbench.errors import UserError
+    many = {f"tests/test_t{i}.py": "".join(
+        f"def test_{k}():\n    value = compute({k})\n    assert value == {k % 4 + 100}\n\n"
+        for k in range(i * 8, i * 8 + 8)) for i in range(12)}
+    bench = build_bench(tmp_path / "b", {**many, "pkg/core.py": "def compute(x):\n"
+                                         "    return x % 4 + 100\n"}, [None, None, None], "f")
+    every = Benchmark(bench).tasks("static", "test_in_repo")
+    repos = sorted({t["repo_id"] for t in every})
+    assert len(repos) == 3
+    one = first_repos(repos, 1)
+    assert len(one) == 1 and one < first_repos(repos, 2) < first_repos(repos, 3) == set(repos)
+    lora = ["batch_size=2", "r=2", "alpha=4", "max_train_tasks_per_repo=2", "max_steps=1",
+            "learning_rate=5e-2"]
+    few = train("per-repo-lora", bench, "static", tmp_path / "few", model=str(tiny),
+                options=lora + ["max_train_repos=1"], progress=False)
+    index = json.loads((few / "adapters.json").read_text())
+    assert set(index) == one
+    res = evaluate(bench, "static", "test_in_repo", "per-repo-lora", str(tiny), tmp_path / "run",
+                   checkpoint=few, progress=False, scoring="teacher-forced", repos=1)
+    scored = [json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text()
+              .splitlines()[1:]]
+    assert {s["repo_id"] for s in scored} == one and res.dataset.repos == 1
+    assert len(scored) == sum(t["repo_id"] in one for t in every)
+    with pytest.raises(UserError, match="has no adapter for"):   # the others have none
+        evaluate(bench, "static", "test_in_repo", "per-repo-lora", str(tiny), tmp_path / "all",
+                 checkpoint=few, progress=False, scoring="teacher-forced")
+    whole = train("per-repo-lora", bench, "static", tmp_path / "whole", model=str(tiny),
+                  options=lora, progress=False)
+    assert set(json.loads((whole / "adapters.json").read_text())) == set(repos)
+    assert json.loads((whole / "adapters.json").read_text())[min(one)] == index[min(one)]
+
+
 def test_new_lora_options_keep_the_run_keys_of_earlier_runs():
     from evaluators.registry import RunContext, get_method, parse_options
-    for name in ("shared-lora", "per-repo-lora"):
+    for name in ("shared-lora", "per-repo-lora", "code2lora-static", "fft"):
         cls = get_method(name)
         cfg = cls(RunContext(model_name="m"), parse_options(cls, [])).config()
-        assert "init_adapter" not in cfg and "audit" not in cfg
+        assert "init_adapter" not in cfg and "audit" not in cfg and "max_train_repos" not in cfg
+    for name in ("shared-lora", "per-repo-lora"):
+        cls = get_method(name)
         cfg = cls(RunContext(model_name="m"), parse_options(cls, ["init_adapter=x"])).config()
         assert cfg["init_adapter"] == "x"
 
