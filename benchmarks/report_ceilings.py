@@ -114,6 +114,7 @@ def main() -> None:
                     diffs.setdefault(s.repo_id, []).append(
                         s.scores["tf_logprob"] - other[s.task_id].scores["tf_logprob"])
             per_repo[r] = (rep, {k: sum(v) / len(v) for k, v in diffs.items()})
+    overlap_table(root, runs, scored, args.dataset)
     if per_repo:
         print("\nOwn minus the replacement per repository (tf_logprob, nats/token; the plot):\n")
         print("| run | own - | repositories | above 0 | min | median | max |")
@@ -139,6 +140,42 @@ def main() -> None:
         fig.tight_layout()
         fig.savefig(args.plot, dpi=110)
         print(f"\nplot: {args.plot}")
+
+
+def overlap_table(root: Path, runs: list[str], scored: dict, dataset: str) -> None:
+    """Each audit (own - replacement) by the test task's overlap with the training tasks:
+    what an adapter gains on test files it trained on is not what it gains on new ones."""
+    from evaluators.report import OVERLAPS, training_overlap
+    from evaluators.scoring import paired_comparison
+    rows = []
+    for r in runs:
+        res = json.loads((root / r / "results.json").read_text())
+        audit = res.get("audit")
+        overlap = training_overlap(dataset, res.get("checkpoint")) if audit else None
+        if not overlap or not all(s.task_id in overlap for s in scored[r]):
+            continue
+        modes = audit["modes"]
+        for mode in modes[1:]:
+            path = root / r / f"samples-{mode}.jsonl"
+            if not path.exists():
+                continue
+            other = read_scored_mode(path, dataset)
+            for group in OVERLAPS:
+                a = [s for s in other if overlap[s.task_id] == group]
+                b = [s for s in scored[r] if overlap[s.task_id] == group]
+                if not a or not b:
+                    continue
+                c, lp = (paired_comparison(a, b, metric=m) for m in ("tf_em", "tf_logprob"))
+                rows.append(f"| {r} | {modes[0]} - {mode} | {group} | {c['n_tasks']} | "
+                            f"{c['n_repos']} | {_pct(c['delta'])} [{_pct(c['ci'][0])}, "
+                            f"{_pct(c['ci'][1])}] ({c['mde']:.2f}) | {_pct(lp['delta'])} "
+                            f"[{_pct(lp['ci'][0])}, {_pct(lp['ci'][1])}] ({lp['mde']:.2f}) |")
+    if rows:
+        print("\nAudits by the test task's overlap with the training tasks (same test "
+              "function, same test file, neither):\n")
+        print("| run | comparison | overlap | tasks | repos | tf_em | tf_logprob |")
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(rows))
 
 
 def read_scored_mode(path: Path, dataset: str):

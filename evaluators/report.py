@@ -122,3 +122,36 @@ def compare_runs(run_a: str | Path, run_b: str | Path, dataset_dir: str | Path,
             raise UserError(f"{run}: has no {metric!r} scores (it has "
                             f"{', '.join(sorted(scored[0].scores))})")
     return paired_comparison(a, b, metric=metric)
+
+
+OVERLAPS = ("test function trained on", "test file trained on, not the function",
+            "test file not trained on")
+
+
+def training_overlap(dataset: str | Path, checkpoint: str | Path | None
+                     ) -> dict[str, str] | None:
+    """Each static test_in_repo task's overlap with the training tasks of a checkpoint
+    (its budget options: ``max_train_tasks_per_repo``, ``max_train_repos``), one of
+    ``OVERLAPS`` by task id. In-repo tasks are split 8:1:1 within a repository, so a test
+    task may share its test function or file with training tasks, and what an adapter
+    gains there is not what it gains on a test file it never saw. None without a
+    checkpoint's ``method.json``."""
+    if not checkpoint or not (Path(checkpoint) / "method.json").exists():
+        return None
+    from dataclasses import fields
+
+    from .budget import TrainOptions
+    options = json.loads((Path(checkpoint) / "method.json").read_text()).get("options", {})
+    budget = TrainOptions(**{f.name: options[f.name] for f in fields(TrainOptions)
+                             if f.name in options})
+    bench = Benchmark(dataset)
+    cols = ["test_file", "test_function"]
+    train = budget.training_tasks(bench.train_tasks("static", columns=cols))
+    files = {(t["repo_id"], t["test_file"]) for t in train}
+    funcs = {(t["repo_id"], t["test_file"], t["test_function"]) for t in train}
+    out = {}
+    for t in bench.tasks("static", "test_in_repo", columns=cols):
+        key = (t["repo_id"], t["test_file"])
+        out[t["task_id"]] = (OVERLAPS[0] if (*key, t["test_function"]) in funcs
+                             else OVERLAPS[1] if key in files else OVERLAPS[2])
+    return out

@@ -206,7 +206,8 @@ def test_a_run_on_a_few_repositories_trains_and_scores_those_and_serves_a_larger
         for k in range(i * 8, i * 8 + 8)) for i in range(12)}
     bench = build_bench(tmp_path / "b", {**many, "pkg/core.py": "def compute(x):\n"
                                          "    return x % 4 + 100\n"}, [None, None, None], "f")
-    every = Benchmark(bench).tasks("static", "test_in_repo")
+    every = Benchmark(bench).tasks("static", "test_in_repo",
+                                   columns=["test_file", "test_function"])
     repos = sorted({t["repo_id"] for t in every})
     assert len(repos) == 3
     one = first_repos(repos, 1)
@@ -230,6 +231,22 @@ def test_a_run_on_a_few_repositories_trains_and_scores_those_and_serves_a_larger
                   options=lora, progress=False)
     assert set(json.loads((whole / "adapters.json").read_text())) == set(repos)
     assert json.loads((whole / "adapters.json").read_text())[min(one)] == index[min(one)]
+
+    # the report's overlap of each test task with the checkpoint's own training tasks
+    from evaluators.report import OVERLAPS, training_overlap
+    overlap = training_overlap(bench, few)
+    trained = Benchmark(bench).tasks("static", "train", columns=["test_file", "test_function"])
+    mine = [t for t in trained if t["repo_id"] in one]
+    assert len(mine) > 2            # max_train_tasks_per_repo=2 keeps 2 of them
+    assert set(overlap) == {t["task_id"] for t in every}
+    assert all(overlap[t["task_id"]] == OVERLAPS[2] for t in every if t["repo_id"] not in one)
+    seen = [t for t in every if t["repo_id"] in one and overlap[t["task_id"]] != OVERLAPS[2]]
+    from evaluators.budget import TrainOptions
+    used = TrainOptions(max_train_tasks_per_repo=2, max_train_repos=1).training_tasks(trained)
+    assert len(used) == 2
+    pair = lambda t: (t["repo_id"], t["test_file"])  # noqa: E731
+    assert {pair(t) for t in seen} == {pair(t) for t in used} & {pair(t) for t in every}
+    assert {overlap[t["task_id"]] for t in every} - {OVERLAPS[2]}
 
 
 def test_new_lora_options_keep_the_run_keys_of_earlier_runs():
