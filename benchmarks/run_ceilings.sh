@@ -18,7 +18,8 @@
 # Then (STAGES=code2lora, card, hidden, text2lora) Code2LoRA-Static with the residual head and the
 # stabilisers, MiniLM over the context files or over the API card (inputs=card), the card
 # embedded with the base model's hidden states (STAGES=hidden, encoder=base), the residual
-# trained on top of the frozen shared-lora adapter (STAGES=warm, init_shared=), and
+# trained on top of the frozen shared-lora adapter (STAGES=warm, init_shared=), the same with
+# a basis of BASIS=32 adapters, more than the training repositories (STAGES=wide), and
 # Text-to-LoRA (the same vector and budget, the per-layer head), the same budget.
 # REPOS=N trains and scores the split's first N repositories only (by repo-id hash, nested):
 # a per-repository ceiling at a larger TASKS in a fraction of the time. To start it from an
@@ -111,6 +112,14 @@ if [[ $STAGES == *warm* ]]; then        # the residual on top of the trained sha
     together "$(run shared-lora shared-lora shared-lora)" \
         "$(run c2l-warm code2lora-static c2l-warm)" > "$RUNS/warm.txt"
 fi
+if [[ $STAGES == *wide* ]]; then        # the warm residual, a basis of BASIS adapters (at least one
+    BASIS=${BASIS:-32}                  # per training repository: the span is no bottleneck)
+    train shared-lora shared-lora
+    train "c2l-warm-b$BASIS" code2lora-static --option max_chunks=1 "${RESIDUAL[@]}" \
+        --option init_shared="$OUT/ckpt/shared-lora" --option basis="$BASIS"
+    together "$(run shared-lora shared-lora shared-lora)" \
+        "$(run "c2l-warm-b$BASIS" code2lora-static "c2l-warm-b$BASIS")" > "$RUNS/wide.txt"
+fi
 if [[ $STAGES == *text2lora* ]]; then   # Code2LoRA-Static's vector and budget, per-layer head
     train shared-lora shared-lora
     train text2lora text2lora --option max_chunks=1 --option stabilise=true --option learning_rate=2e-4
@@ -131,7 +140,7 @@ if [[ $STAGES == *score* ]]; then       # pretrained and every trained checkpoin
     done
     together "${specs[@]}" > "$RUNS/score.txt"
 fi
-for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual c2l-card c2l-card-base c2l-warm text2lora; do
+for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual c2l-card c2l-card-base c2l-warm c2l-warm-b32 text2lora; do
     [ -f "$RUNS/$run/results.json" ] || continue
     for label in "" prefix repository none; do
         for metric in $([ "$SCORING" = generate ] && echo em || echo tf_em tf_logprob); do
