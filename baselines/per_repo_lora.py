@@ -5,7 +5,10 @@ shared-lora checkpoint) instead of zero, so the repository's own tasks refine wh
 repositories taught. ``audit=true`` also scores each task with another repository's
 adapter (``other``: half-way round the sorted repositories of the evaluated tasks), so
 ``own - other`` is what a repository's own adapter adds beyond an adapter trained the
-same way on another repository.
+same way on another repository; and with the leave-one-out mean of the other evaluated
+repositories' adapters (``mean``: the mean of their weight updates, exactly), so
+``own - mean`` is the same comparison as Code2LoRA's audit: what a repository's own
+adapter adds beyond what the others share.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from evaluators.backends.base import AdapterWeights
+from evaluators.lora.peft_format import load_peft_adapter, mean_peft_adapter
 from evaluators.partners import halfway_partners
 from evaluators.registry import Method, register_method
 from repopeftbench.errors import UserError
@@ -26,7 +31,8 @@ from .lora_training import (LoraOptions, data_hash, init_adapter_hash,
 
 @dataclass
 class PerRepoLoraOptions(LoraOptions):
-    audit: bool = False      # also score every task with another repository's adapter
+    audit: bool = False      # also score every task with another repository's adapter and
+    #                          with the mean of the others'
 
 
 @register_method("per-repo-lora")
@@ -34,7 +40,7 @@ class PerRepoLora(Method):
     """A LoRA adapter per repository from its own training tasks (in-repo splits only)."""
     Options = PerRepoLoraOptions
     trainable = True
-    audit_modes: ClassVar[tuple[str, ...]] = ("own", "other")
+    audit_modes: ClassVar[tuple[str, ...]] = ("own", "other", "mean")
     keyless_defaults = ("init_adapter",)
     unkeyed = ("audit",)
     mode = "own"
@@ -88,14 +94,41 @@ class PerRepoLora(Method):
         return task["repo_id"]          # "other" is another evaluated repository's
 
     def prepare(self, tasks: list[dict]) -> None:
-        self._partner = halfway_partners(t["repo_id"] for t in tasks)
+        self._repos = sorted({t["repo_id"] for t in tasks})
+        self._partner = halfway_partners(self._repos)
+        self._means: dict[str, AdapterWeights] = {}
+        self._loaded: dict[str, tuple[dict, dict]] = {}
 
-    def adapter(self, task: dict):
-        repo_id = task["repo_id"]
-        if self.mode == "other":
-            repo_id = getattr(self, "_partner", {}).get(repo_id, repo_id)
+    MEANS_KEPT = 2     # leave-one-out means kept made (each of rank (repositories - 1) r)
+
+    def _mean_without(self, repo_id: str) -> AdapterWeights:
+        """The mean of the other evaluated repositories' adapters (leave-one-out; a lone
+        repository's own), made once per repository."""
+        if repo_id not in self._means:
+            others = [r for r in self._repos if r != repo_id] or [repo_id]
+            for r in others:
+                if r not in self._loaded:
+                    self._loaded[r] = load_peft_adapter(self._path(r))
+            config, tensors = mean_peft_adapter([self._loaded[r] for r in others],
+                                                f"per-repo-lora mean without {repo_id}")
+            tag = sha256_text(canonical_json(others))[:12]
+            self._means[repo_id] = AdapterWeights(
+                f"per-repo-lora@{id(self):x}:mean-{tag}-without-{repo_id}", config, tensors)
+            while len(self._means) > self.MEANS_KEPT:
+                self._means.pop(next(iter(self._means)))
+        return self._means[repo_id]
+
+    def _path(self, repo_id: str) -> Path:
         path = self._adapters.get(repo_id)
         if path is None:
             raise UserError(f"per-repo-lora has no adapter for {repo_id} "
                             f"(it had no training tasks)")
         return path
+
+    def adapter(self, task: dict):
+        repo_id = task["repo_id"]
+        if self.mode == "mean":
+            return self._mean_without(repo_id)
+        if self.mode == "other":
+            repo_id = getattr(self, "_partner", {}).get(repo_id, repo_id)
+        return self._path(repo_id)

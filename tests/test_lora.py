@@ -155,3 +155,31 @@ def test_the_backend_keeps_adapters_within_its_byte_budget(tiny):
     a = LoraAdapter(LoraSpec(2, 4.0, ("q_proj", "v_proj")), {"x": shared, "y": shared},
                     {"x": torch.ones(64, 2), "y": torch.ones(64, 2)})
     assert adapter_bytes(a) == 3 * 2 * 64 * 4
+
+
+def test_the_mean_of_adapters_is_the_mean_of_their_updates_exactly():
+    """The factors side by side (rank n r, alpha n alpha) make exactly the mean weight
+    update, with no SVD; adapters of another shape are refused by name."""
+    from evaluators.lora.peft_format import lora_config_dict, mean_peft_adapter
+    g = torch.Generator().manual_seed(0)
+    config = lora_config_dict("m", ["q_proj"], 2, 4.0, layers=(1,))
+    keys = ("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight",
+            "base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight")
+    adapters = [(config, {keys[0]: torch.randn(2, 5, generator=g),
+                          keys[1]: torch.randn(3, 2, generator=g)}) for _ in range(3)]
+
+    def update(cfg, t):
+        return cfg["lora_alpha"] / cfg["r"] * t[keys[1]] @ t[keys[0]]
+
+    mean_cfg, mean_t = mean_peft_adapter(adapters)
+    assert (mean_cfg["r"], mean_cfg["lora_alpha"]) == (6, 12.0)
+    want = sum(update(c, t) for c, t in adapters) / 3
+    assert torch.allclose(update(mean_cfg, mean_t), want, atol=1e-6)
+    assert LoraAdapter.from_peft_tensors(mean_cfg, mean_t).spec.scaling == 2.0
+    one_cfg, one_t = mean_peft_adapter(adapters[:1])                 # one adapter: itself
+    assert one_cfg == config and all(torch.equal(one_t[k], adapters[0][1][k]) for k in keys)
+    other = ({**config, "r": 4}, adapters[1][1])
+    with pytest.raises(UserError, match="the means: they differ in r"):
+        mean_peft_adapter([adapters[0], other], "the means")
+    with pytest.raises(UserError, match="plain LoRA"):
+        mean_peft_adapter([({**config, "use_rslora": True}, adapters[0][1])])

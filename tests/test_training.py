@@ -147,7 +147,7 @@ def test_per_repo_lora_starts_from_a_shared_adapter_and_audits_another_repos(ben
                        tmp_path / "audit", checkpoint=ckpt, progress=False,
                        scoring="teacher-forced", method_options=["audit=true"])
     assert plain.audit is None and audited.run_key == plain.run_key   # audit: not in the key
-    assert audited.audit["modes"] == ["own", "other"]
+    assert audited.audit["modes"] == ["own", "other", "mean"]
     own = audited.audit["own"]["micro"]
     assert own == plain.scores["metrics"]["tf_em"]["micro"]
     other = [json.loads(x) for x in (tmp_path / "audit" / "samples-other.jsonl").read_text()
@@ -157,6 +157,13 @@ def test_per_repo_lora_starts_from_a_shared_adapter_and_audits_another_repos(ben
     assert [s["task_id"] for s in other] == [s["task_id"] for s in mine]
     # the two repositories' adapters differ, so another's adapter scores the task otherwise
     assert any(a["tf_logprob"] != b["tf_logprob"] for a, b in zip(mine, other))
+    # with two repositories the leave-one-out mean is the other one's adapter
+    mean = [json.loads(x) for x in (tmp_path / "audit" / "samples-mean.jsonl").read_text()
+            .splitlines()[1:]]
+    assert [s["task_id"] for s in mean] == [s["task_id"] for s in other]
+    assert [s["tf_logprob"] for s in mean] == pytest.approx([s["tf_logprob"] for s in other],
+                                                            abs=1e-5)
+    assert audited.audit["own_minus_mean"]["delta"] == audited.audit["own_minus_other"]["delta"]
 
 
 def test_a_larger_sample_of_the_same_repositories_reuses_the_audits_scores(tiny, tmp_path):

@@ -81,3 +81,43 @@ def load_peft_adapter(directory: str | os.PathLike) -> tuple[dict, dict[str, Any
         raise UserError(f"{cfg_path}: peft_type "
                         f"{config.get('peft_type') if isinstance(config, dict) else None!r} is not LORA")
     return config, read_safetensors(w_path)
+
+
+def mean_peft_adapter(adapters: list[tuple[dict, dict[str, Any]]], source: str = "") -> tuple[dict, dict[str, Any]]:
+    """(config, tensors) of the adapter whose weight update is exactly the mean of the
+    updates of ``adapters`` (each a (config, tensors) pair of one plain LoRA: the same
+    projections, layers, rank r and alpha), with no SVD: the factors side by side,
+    A = [A_1; ...; A_n] and B = [B_1, ..., B_n] / n, of rank n r with alpha n alpha, so the
+    scale alpha / r and each update (alpha / r) B_i A_i are unchanged and the sum is the
+    mean. ``source`` names the adapters in an error."""
+    import torch
+
+    if not adapters:
+        raise ValueError("mean_peft_adapter: no adapters")
+    first = adapters[0][0]
+    what = ("r", "lora_alpha", "target_modules", "layers_to_transform", "use_rslora",
+            "use_dora", "rank_pattern", "alpha_pattern")
+    shape = {k: first.get(k) for k in what}
+    for config, _ in adapters[1:]:
+        wrong = [k for k in what if config.get(k) != shape[k]]
+        if wrong:
+            raise UserError(f"{source or 'mean of adapters'}: they differ in {', '.join(wrong)}")
+    if first.get("use_rslora") or first.get("use_dora") or first.get("rank_pattern") \
+            or first.get("alpha_pattern"):
+        raise UserError(f"{source or 'mean of adapters'}: only plain LoRA adapters can be "
+                        f"averaged this way (no rslora, DoRA or per-module ranks)")
+    keys = sorted(adapters[0][1])
+    if any(sorted(t) != keys for _, t in adapters[1:]):
+        raise UserError(f"{source or 'mean of adapters'}: their tensors differ in names")
+    n = len(adapters)
+    tensors: dict[str, Any] = {}
+    for key in keys:
+        parts = [t[key].float() for _, t in adapters]
+        if key.endswith("lora_A.weight"):
+            tensors[key] = torch.cat(parts, 0)                 # (n r, in)
+        elif key.endswith("lora_B.weight"):
+            tensors[key] = torch.cat(parts, 1) / n             # (out, n r)
+        else:
+            raise UserError(f"{source or 'mean of adapters'}: {key} is not a LoRA factor")
+    config = {**first, "r": int(first["r"]) * n, "lora_alpha": float(first["lora_alpha"]) * n}
+    return config, tensors
