@@ -83,7 +83,8 @@ def load_peft_adapter(directory: str | os.PathLike) -> tuple[dict, dict[str, Any
     return config, read_safetensors(w_path)
 
 
-def mean_peft_adapter(adapters: list[tuple[dict, dict[str, Any]]], source: str = "") -> tuple[dict, dict[str, Any]]:
+def mean_peft_adapter(adapters: list[tuple[dict, dict[str, Any]]],
+                      source: str = "") -> tuple[dict, dict[str, Any]]:
     """(config, tensors) of the adapter whose weight update is exactly the mean of the
     updates of ``adapters`` (each a (config, tensors) pair of one plain LoRA: the same
     projections, layers, rank r and alpha), with no SVD: the factors side by side,
