@@ -123,6 +123,22 @@ def main() -> None:
             v = sorted(d.values())
             print(f"| {r} | {rep} | {len(v)} | {sum(x > 0 for x in v)} | {v[0]:+.3f} | "
                   f"{v[len(v) // 2]:+.3f} | {v[-1]:+.3f} |")
+    if len(per_repo) > 1:     # do runs gain on the same repositories?
+        from scipy.stats import spearmanr
+        print("\nSpearman correlation of two runs' own minus replacement per repository "
+              "(tf_logprob; the repositories both have):\n")
+        print("| run | run | repositories | rho | p |")
+        print("|---|---|---|---|---|")
+        names = sorted(per_repo)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                common = sorted(set(per_repo[a][1]) & set(per_repo[b][1]))
+                if len(common) < 3:
+                    continue
+                rho, p = spearmanr([per_repo[a][1][k] for k in common],
+                                   [per_repo[b][1][k] for k in common])
+                print(f"| {a} (own - {per_repo[a][0]}) | {b} (own - {per_repo[b][0]}) | "
+                      f"{len(common)} | {rho:+.2f} | {p:.2f} |")
     if args.plot and per_repo:
         import matplotlib
         matplotlib.use("Agg")
