@@ -14,7 +14,8 @@
 #   4. (STAGES=fromshared) per-repo-from-shared: per-repo-lora whose adapters start from
 #      the shared-lora adapter (init_adapter=), then EPOCHS epochs over the repository's
 #      own tasks; its audit: another repository's adapter made the same way, so own - other
-#      is what the repository's own tasks add at an equal budget.
+#      is what the repository's own tasks add at an equal budget, and the leave-one-out
+#      mean of the other repositories' adapters (own - mean, Code2LoRA's audit).
 # Then (STAGES=code2lora, card, hidden, text2lora) Code2LoRA-Static with the residual head and the
 # stabilisers, MiniLM over the context files or over the API card (inputs=card), the card
 # embedded with the base model's hidden states (STAGES=hidden, encoder=base), the residual
