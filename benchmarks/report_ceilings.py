@@ -12,6 +12,7 @@ repository.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def main() -> None:
             lp = audit.get(f"{modes[0]}_minus_{mode}_tf_logprob", {})
             print(f"| {r} | {modes[0]} - {mode} | {_pct(em['delta'])} [{_pct(em['ci'][0])}, "
                   f"{_pct(em['ci'][1])}] ({em['mde']:.2f}) | "
-                  + (f"{_pct(lp['delta'])} [{_pct(lp['ci'][0])}, {_pct(lp['ci'][1])}]" if lp else "")
+                  + (f"{_pct(lp['delta'])} [{_pct(lp['ci'][0])}, {_pct(lp['ci'][1])}] "
+                     f"({lp['mde']:.2f})" if lp else "")
                   + " |")
         label = "repository"
         own = [s for s in scored[r] if s.knowledge_source == label]
@@ -194,11 +196,13 @@ def overlap_table(root: Path, runs: list[str], scored: dict, dataset: str) -> No
         print("\n".join(rows))
 
 
-def read_scored_mode(path: Path, dataset: str):
-    """The scored tasks of an audit mode's samples file."""
+@functools.lru_cache(maxsize=None)
+def read_scored_mode(path: Path, dataset: str) -> tuple:
+    """The scored tasks of an audit mode's samples file (read once: the label, overlap
+    and per-repository tables all use them)."""
     from evaluators.report import read_samples
     from repopeftbench.dataset import Benchmark
-    return read_samples(path, Benchmark(dataset).sha256)
+    return tuple(read_samples(path, Benchmark(dataset).sha256))
 
 
 if __name__ == "__main__":
