@@ -8,7 +8,10 @@ adapter (``other``: half-way round the sorted repositories of the evaluated task
 same way on another repository; and with the leave-one-out mean of the other evaluated
 repositories' adapters (``mean``: the mean of their weight updates, exactly), so
 ``own - mean`` is the same comparison as Code2LoRA's audit: what a repository's own
-adapter adds beyond what the others share.
+adapter adds beyond what the others share. The exact mean is of rank (n - 1) r and
+slows every row it serves; ``mean_rank=k`` truncates the mean of all n adapters to its best
+rank-k approximation once and serves each leave-one-out mean (n mean_k - own) / (n - 1),
+of rank k + r, recording the largest relative error of a module's weight update.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from evaluators.backends.base import AdapterWeights
-from evaluators.lora.peft_format import load_peft_adapter, mean_peft_adapter
+from evaluators.lora.peft_format import (leave_one_out_peft_adapter, load_peft_adapter,
+                                         mean_peft_adapter, truncate_peft_adapter)
 from evaluators.partners import halfway_partners
 from evaluators.registry import Method, register_method
 from repopeftbench.errors import UserError
@@ -33,6 +37,8 @@ from .lora_training import (LoraOptions, data_hash, init_adapter_hash,
 class PerRepoLoraOptions(LoraOptions):
     audit: bool = False      # also score every task with another repository's adapter and
     #                          with the mean of the others'
+    mean_rank: int = 0       # the audit's mean at this rank (the best approximation, its
+    #                          error in the audit record); 0: exact, of rank (repositories - 1) r
 
 
 @register_method("per-repo-lora")
@@ -42,7 +48,7 @@ class PerRepoLora(Method):
     trainable = True
     audit_modes: ClassVar[tuple[str, ...]] = ("own", "other", "mean")
     keyless_defaults = ("init_adapter",)
-    unkeyed = ("audit",)
+    unkeyed = ("audit", "mean_rank")    # mean_rank changes the mean mode only (audit_tag)
     mode = "own"
 
     def check_split(self, track: str, split: str) -> None:
@@ -98,25 +104,64 @@ class PerRepoLora(Method):
         self._partner = halfway_partners(self._repos)
         self._means: dict[str, AdapterWeights] = {}
         self._loaded: dict[str, tuple[dict, dict]] = {}
+        self._mean_error: float | None = None   # the largest relative error of a truncated mean
+        self._total: tuple[tuple[dict, dict], dict[str, float]] | None = None
+
+    def audit_tag(self, mode: str) -> str:
+        tag = super().audit_tag(mode)
+        if self.options.mean_rank and mode in ("mean", "info"):
+            tag += f"r{self.options.mean_rank}"
+        return tag
+
+    def audit_info(self) -> dict:
+        if not self.options.mean_rank:
+            return {}
+        return {"mean_rank": self.options.mean_rank,
+                "mean_max_relative_error": (None if self._mean_error is None     # none made
+                                            else round(self._mean_error, 6))}
 
     MEANS_KEPT = 2     # leave-one-out means kept made (each of rank (repositories - 1) r)
 
     def _mean_without(self, repo_id: str) -> AdapterWeights:
         """The mean of the other evaluated repositories' adapters (leave-one-out; a lone
-        repository's own), made once per repository."""
+        repository's own), made once per repository: exact, or with ``mean_rank`` from the
+        mean of all of them truncated once (``leave_one_out_peft_adapter``)."""
         if repo_id not in self._means:
+            what = f"per-repo-lora mean without {repo_id}"
             others = [r for r in self._repos if r != repo_id] or [repo_id]
-            for r in others:
-                if r not in self._loaded:
-                    self._loaded[r] = load_peft_adapter(self._path(r))
-            config, tensors = mean_peft_adapter([self._loaded[r] for r in others],
-                                                f"per-repo-lora mean without {repo_id}")
             tag = sha256_text(canonical_json(others))[:12]
+            r = int(self._load(repo_id)[0]["r"])
+            if self.options.mean_rank and len(others) * r > self.options.mean_rank + r:
+                mean, residual = self._truncated_mean()   # (else: exact at no more rank)
+                config, tensors, error = leave_one_out_peft_adapter(
+                    mean, len(self._repos), self._load(repo_id), residual, what)
+                self._mean_error = max(self._mean_error or 0.0, error)
+                tag += f"-r{self.options.mean_rank}"
+            else:
+                config, tensors = mean_peft_adapter([self._load(o) for o in others], what)
+                if self.options.mean_rank:
+                    self._mean_error = max(self._mean_error or 0.0, 0.0)
             self._means[repo_id] = AdapterWeights(
                 f"per-repo-lora@{id(self):x}:mean-{tag}-without-{repo_id}", config, tensors)
             while len(self._means) > self.MEANS_KEPT:
                 self._means.pop(next(iter(self._means)))
         return self._means[repo_id]
+
+    def _load(self, repo_id: str) -> tuple[dict, dict]:
+        if repo_id not in self._loaded:
+            self._loaded[repo_id] = load_peft_adapter(self._path(repo_id))
+        return self._loaded[repo_id]
+
+    def _truncated_mean(self) -> tuple[tuple[dict, dict], dict[str, float]]:
+        """The mean of every evaluated repository's adapter at ``mean_rank`` (made once),
+        and each module's residual."""
+        if self._total is None:
+            config, tensors = mean_peft_adapter([self._load(r) for r in self._repos],
+                                                "per-repo-lora mean")
+            config, tensors, residual = truncate_peft_adapter(
+                config, tensors, self.options.mean_rank, "per-repo-lora mean")
+            self._total = ((config, tensors), residual)
+        return self._total
 
     def _path(self, repo_id: str) -> Path:
         path = self._adapters.get(repo_id)

@@ -525,7 +525,7 @@ def _audit_caches(obj: Method, tasks: list[dict], cache_path: Path, run_key: str
     modes = type(obj).audit_modes
     scope = _audit_scope(obj, tasks)
     return [(mode, cache_path if i == 0 else cache_path.with_name(
-        f"{run_key}-{mode}{type(obj).audit_revision.get(mode, '')}-{scope}.jsonl"))
+        f"{run_key}-{mode}{obj.audit_tag(mode)}-{scope}.jsonl"))
         for i, mode in enumerate(modes)]
 
 
@@ -553,7 +553,7 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
                         + [x.sample() for x in scored[mode]])
     if len(modes) > 1:
         obj.set_audit_mode(modes[0])
-    rev = type(obj).audit_revision.get("info", "")
+    rev = obj.audit_tag("info")
     info_path = cache_path.with_name(f"{run_key}-audit{rev}-{scope}.json")
     if info_path.exists():
         info = json.loads(info_path.read_text())

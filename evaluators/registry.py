@@ -212,6 +212,12 @@ class Method:
             raise ValueError(f"unknown audit mode {mode!r}")
         self.mode = mode
 
+    def audit_tag(self, mode: str) -> str:
+        """The tag of audit ``mode`` (or "info") in its cache file's name: the class's
+        ``audit_revision``, plus whatever an instance's options change in that mode only
+        (so the other modes' cached predictions stay valid)."""
+        return type(self).audit_revision.get(mode, "")
+
     def audit_info(self) -> dict:
         """Extra audit figures (e.g. the pairwise cosine of the adapters) after ``prepare``."""
         return {}

@@ -183,3 +183,47 @@ def test_the_mean_of_adapters_is_the_mean_of_their_updates_exactly():
         mean_peft_adapter([adapters[0], other], "the means")
     with pytest.raises(UserError, match="plain LoRA"):
         mean_peft_adapter([({**config, "use_rslora": True}, adapters[0][1])])
+
+
+def test_truncating_an_adapter_keeps_its_best_low_rank_update_and_says_how_far_it_is():
+    """The mean of adapters brought down to a lower rank: exact when the updates span no
+    more than the rank, the SVD's best approximation otherwise, with its residual; a
+    leave-one-out mean made from the mean is exact, or as far off as the residual says."""
+    from evaluators.lora.peft_format import (leave_one_out_peft_adapter, lora_config_dict,
+                                             mean_peft_adapter, truncate_peft_adapter,
+                                             update_norms)
+    g = torch.Generator().manual_seed(1)
+    config = lora_config_dict("m", ["q_proj"], 2, 4.0, layers=(1,))
+    keys = ("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight",
+            "base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight")
+
+    def update(cfg, t):
+        return cfg["lora_alpha"] / cfg["r"] * t[keys[1]] @ t[keys[0]]
+
+    shared_a, shared_b = torch.randn(2, 7, generator=g), torch.randn(6, 2, generator=g)
+    same = [(config, {keys[0]: shared_a, keys[1]: shared_b * k}) for k in (1.0, 2.0, 3.0)]
+    mean_cfg, mean_t = mean_peft_adapter(same)                   # rank 6, spans rank 2
+    cfg, t, res = truncate_peft_adapter(mean_cfg, mean_t, 2)
+    assert (cfg["r"], cfg["lora_alpha"]) == (2, 4.0) and res[keys[0]] < 1e-6
+    assert torch.allclose(update(cfg, t), update(mean_cfg, mean_t), atol=1e-5)
+    mixed = [(config, {keys[0]: torch.randn(2, 7, generator=g),
+                       keys[1]: torch.randn(6, 2, generator=g)}) for _ in range(4)]
+    mean_cfg, mean_t = mean_peft_adapter(mixed)
+    full = update(mean_cfg, mean_t)
+    assert update_norms(mean_cfg, mean_t)[keys[0]] == pytest.approx(float(torch.linalg.norm(full)),
+                                                                     rel=1e-5)
+    cfg, t, res = truncate_peft_adapter(mean_cfg, mean_t, 3)
+    s = torch.linalg.svdvals(full.double())
+    assert res[keys[0]] == pytest.approx(float((s[3:] ** 2).sum()) ** 0.5, rel=1e-6)  # Eckart-Young
+    assert float(torch.linalg.norm(full - update(cfg, t))) == pytest.approx(res[keys[0]], rel=1e-4)
+    assert truncate_peft_adapter(mean_cfg, mean_t, 8)[:2] == (mean_cfg, mean_t)
+    # without one adapter: exact from the exact mean, within its error from the truncated one
+    want = mean_peft_adapter(mixed[1:])
+    c, x, err = leave_one_out_peft_adapter((mean_cfg, mean_t), 4, mixed[0])
+    assert err == 0.0 and c["r"] == 10
+    assert torch.allclose(update(c, x), update(*want), atol=1e-5)
+    c, x, err = leave_one_out_peft_adapter((cfg, t), 4, mixed[0], res)
+    off = float(torch.linalg.norm(update(c, x) - update(*want)) / torch.linalg.norm(update(*want)))
+    assert c["r"] == 5 and 0 < off <= err
+    with pytest.raises(UserError, match="plain LoRA"):
+        truncate_peft_adapter({**mean_cfg, "use_dora": True}, mean_t, 2)

@@ -164,6 +164,15 @@ def test_per_repo_lora_starts_from_a_shared_adapter_and_audits_another_repos(ben
     assert [s["tf_logprob"] for s in mean] == pytest.approx([s["tf_logprob"] for s in other],
                                                             abs=1e-5)
     assert audited.audit["own_minus_mean"]["delta"] == audited.audit["own_minus_other"]["delta"]
+    # mean_rank=1: with two repositories the exact mean is of rank 2, no more than a
+    # truncated one's 1 + 2, so it is served exactly (error 0); own and other are cached
+    low = evaluate(bench, "static", "test_in_repo", "per-repo-lora", str(tiny),
+                   tmp_path / "low", checkpoint=ckpt, progress=False, scoring="teacher-forced",
+                   method_options=["audit=true", "mean_rank=1"])
+    assert low.run_key == plain.run_key and low.audit["mean_rank"] == 1
+    assert low.audit["mean_max_relative_error"] == 0.0
+    assert low.audit["own"] == audited.audit["own"] and low.audit["mean"] == audited.audit["mean"]
+    assert "mean_rank" not in audited.audit
 
 
 def test_a_larger_sample_of_the_same_repositories_reuses_the_audits_scores(tiny, tmp_path):
@@ -406,3 +415,44 @@ def test_training_twice_gives_the_same_adapter_bytes(bench, tiny, tmp_path):
                   options=opts, progress=False) for i in range(2)]
     a, b = (ckpt / "adapter" / "adapter_model.safetensors" for ckpt in made)
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_the_per_repository_audits_truncated_mean_is_within_its_reported_error(tmp_path):
+    """mean_rank=k: the mean of all the repositories' adapters truncated once, each
+    leave-one-out mean (n mean_k - own) / (n - 1) of rank k + r; its update is within the
+    reported relative error of the exact leave-one-out mean's, which is served instead
+    where it is of no higher rank."""
+    import torch
+    from evaluators.lora.peft_format import lora_config_dict, mean_peft_adapter, save_peft_adapter
+    from evaluators.registry import RunContext, get_method, parse_options
+    g = torch.Generator().manual_seed(3)
+    config = lora_config_dict("m", ["q_proj"], 2, 4.0, layers=(0,))
+    keys = ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight")
+    repos = [f"r{i}" for i in range(5)]
+    made = {r: (config, {keys[0]: torch.randn(2, 9, generator=g),
+                         keys[1]: torch.randn(8, 2, generator=g)}) for r in repos}
+    for r, (c, t) in made.items():
+        save_peft_adapter(tmp_path / r, c, t)
+
+    def update(w):
+        return w.config["lora_alpha"] / w.config["r"] * w.tensors[keys[1]] @ w.tensors[keys[0]]
+
+    cls = get_method("per-repo-lora")
+    served = {}
+    for rank in (3, 8):
+        m = cls(RunContext(model_name="m"), parse_options(cls, ["audit=true", f"mean_rank={rank}"]))
+        m._adapters = {r: tmp_path / r for r in repos}
+        m.prepare([{"repo_id": r, "task_id": r} for r in repos])
+        m.set_audit_mode("mean")
+        served[rank] = {r: m.adapter({"repo_id": r, "task_id": r}) for r in repos}
+        info = m.audit_info()
+        # 4 x 2 = 8 > 3 + 2: truncated; at 8, no more than 8 + 2: exact
+        assert served[rank]["r0"].config["r"] == {3: 5, 8: 8}[rank] and info["mean_rank"] == rank
+        for r in repos:
+            c, t = mean_peft_adapter([made[o] for o in repos if o != r])
+            want = c["lora_alpha"] / c["r"] * t[keys[1]] @ t[keys[0]]
+            off = float(torch.linalg.norm(update(served[rank][r]) - want) / torch.linalg.norm(want))
+            assert off <= info["mean_max_relative_error"] + 1e-6
+        assert (info["mean_max_relative_error"] > 0) == (rank < 8)
+    assert served[3]["r1"].name != served[8]["r1"].name

@@ -83,42 +83,141 @@ def load_peft_adapter(directory: str | os.PathLike) -> tuple[dict, dict[str, Any
     return config, read_safetensors(w_path)
 
 
+def _plain(config: dict, source: str, doing: str) -> None:
+    if config.get("use_rslora") or config.get("use_dora") or config.get("rank_pattern") \
+            or config.get("alpha_pattern"):
+        raise UserError(f"{source or 'adapter'}: only plain LoRA adapters can be {doing} "
+                        f"(no rslora, DoRA or per-module ranks)")
+
+
+def _scale(config: dict) -> float:
+    return float(config["lora_alpha"]) / int(config["r"])
+
+
+def combine_peft_adapters(parts: list[tuple[float, dict, dict[str, Any]]],
+                          source: str = "") -> tuple[dict, dict[str, Any]]:
+    """(config, tensors) of the adapter whose weight update is exactly sum_i w_i dW_i for
+    ``parts`` (w_i, config_i, tensors_i) of plain LoRA adapters of the same projections and
+    layers (any ranks and alphas), with no SVD: the factors side by side,
+    A = [A_1; ...; A_n], B = [c_1 B_1, ..., c_n B_n] with c_i = w_i s_i / s_1 (s = alpha / r),
+    of rank sum r_i and the first adapter's scale. ``source`` names them in an error."""
+    import torch
+
+    if not parts:
+        raise ValueError("combine_peft_adapters: no adapters")
+    first = parts[0][1]
+    what = ("target_modules", "layers_to_transform")
+    for _, config, _ in parts:
+        _plain(config, source, "combined")
+        wrong = [k for k in what if config.get(k) != first.get(k)]
+        if wrong:
+            raise UserError(f"{source or 'adapters'}: they differ in {', '.join(wrong)}")
+    keys = sorted(parts[0][2])
+    if any(sorted(t) != keys for _, _, t in parts[1:]):
+        raise UserError(f"{source or 'adapters'}: their tensors differ in names")
+    scale = _scale(first)
+    tensors: dict[str, Any] = {}
+    for key in keys:
+        if key.endswith("lora_A.weight"):
+            tensors[key] = torch.cat([t[key].float() for _, _, t in parts], 0)   # (sum r, in)
+        elif key.endswith("lora_B.weight"):
+            tensors[key] = torch.cat([t[key].float() * (w * _scale(c) / scale)
+                                      for w, c, t in parts], 1)                   # (out, sum r)
+        else:
+            raise UserError(f"{source or 'adapters'}: {key} is not a LoRA factor")
+    rank = sum(int(c["r"]) for _, c, _ in parts)
+    return {**first, "r": rank, "lora_alpha": scale * rank}, tensors
+
+
 def mean_peft_adapter(adapters: list[tuple[dict, dict[str, Any]]],
                       source: str = "") -> tuple[dict, dict[str, Any]]:
     """(config, tensors) of the adapter whose weight update is exactly the mean of the
     updates of ``adapters`` (each a (config, tensors) pair of one plain LoRA: the same
-    projections, layers, rank r and alpha), with no SVD: the factors side by side,
-    A = [A_1; ...; A_n] and B = [B_1, ..., B_n] / n, of rank n r with alpha n alpha, so the
-    scale alpha / r and each update (alpha / r) B_i A_i are unchanged and the sum is the
-    mean. ``source`` names the adapters in an error."""
-    import torch
-
+    projections, layers, rank r and alpha): ``combine_peft_adapters`` with weights 1 / n,
+    of rank n r with alpha n alpha, so the scale alpha / r is unchanged. ``source`` names
+    the adapters in an error."""
     if not adapters:
         raise ValueError("mean_peft_adapter: no adapters")
     first = adapters[0][0]
     what = ("r", "lora_alpha", "target_modules", "layers_to_transform", "use_rslora",
             "use_dora", "rank_pattern", "alpha_pattern")
-    shape = {k: first.get(k) for k in what}
     for config, _ in adapters[1:]:
-        wrong = [k for k in what if config.get(k) != shape[k]]
+        wrong = [k for k in what if config.get(k) != first.get(k)]
         if wrong:
             raise UserError(f"{source or 'mean of adapters'}: they differ in {', '.join(wrong)}")
-    if first.get("use_rslora") or first.get("use_dora") or first.get("rank_pattern") \
-            or first.get("alpha_pattern"):
-        raise UserError(f"{source or 'mean of adapters'}: only plain LoRA adapters can be "
-                        f"averaged this way (no rslora, DoRA or per-module ranks)")
-    keys = sorted(adapters[0][1])
-    if any(sorted(t) != keys for _, t in adapters[1:]):
-        raise UserError(f"{source or 'mean of adapters'}: their tensors differ in names")
+    _plain(first, source or "mean of adapters", "averaged")
+    if len(adapters) == 1:
+        return adapters[0]
     n = len(adapters)
-    tensors: dict[str, Any] = {}
-    for key in keys:
-        parts = [t[key].float() for _, t in adapters]
+    return combine_peft_adapters([(1 / n, c, t) for c, t in adapters], source)
+
+
+def update_norms(config: dict, tensors: dict[str, Any]) -> dict[str, float]:
+    """The Frobenius norm of each module's weight update (alpha / r) B A, keyed by its
+    lora_A tensor's name, from r x r Gram matrices (never the full weight)."""
+    out = {}
+    for key in sorted(tensors):
         if key.endswith("lora_A.weight"):
-            tensors[key] = torch.cat(parts, 0)                 # (n r, in)
-        elif key.endswith("lora_B.weight"):
-            tensors[key] = torch.cat(parts, 1) / n             # (out, n r)
-        else:
-            raise UserError(f"{source or 'mean of adapters'}: {key} is not a LoRA factor")
-    config = {**first, "r": int(first["r"]) * n, "lora_alpha": float(first["lora_alpha"]) * n}
-    return config, tensors
+            A = tensors[key].double()
+            B = tensors[key[:-len("lora_A.weight")] + "lora_B.weight"].double()
+            gram = float(((B.T @ B) * (A @ A.T)).sum())       # tr(B^T B A A^T)
+            out[key] = _scale(config) * max(gram, 0.0) ** 0.5
+    return out
+
+
+def truncate_peft_adapter(config: dict, tensors: dict[str, Any], rank: int,
+                          source: str = "") -> tuple[dict, dict[str, Any], dict[str, float]]:
+    """(config, tensors, residual) of a plain LoRA adapter brought down to rank ``rank``:
+    per module the best rank-``rank`` approximation of its update (alpha / r) B A, by the
+    SVD of the small core of B's and A's QR factors (never the full weight), at the same
+    scale alpha / r. ``residual`` is each module's ||dW - dW_rank|| (Frobenius; keyed by
+    its lora_A tensor's name; all 0.0 when ``rank`` is at least the adapter's: it is
+    returned as is)."""
+    import torch
+
+    if rank <= 0:
+        raise ValueError("truncate_peft_adapter: rank must be positive")
+    _plain(config, source, "truncated")
+    r, scale = int(config["r"]), _scale(config)
+    a_keys = [k for k in sorted(tensors) if k.endswith("lora_A.weight")]
+    if rank >= r:
+        return config, tensors, {k: 0.0 for k in a_keys}
+    out: dict[str, Any] = {}
+    residual: dict[str, float] = {}
+    for key in a_keys:
+        b_key = key[:-len("lora_A.weight")] + "lora_B.weight"
+        if b_key not in tensors:
+            raise UserError(f"{source or 'adapter'}: {key} has no lora_B")
+        A, B = tensors[key].double(), tensors[b_key].double()        # (r, in), (out, r)
+        qb, rb = torch.linalg.qr(B)                                  # B = qb rb
+        qa, ra = torch.linalg.qr(A.T)                                # A = ra^T qa^T
+        u, s, vh = torch.linalg.svd(rb @ ra.T)                       # B A = qb (u s vh) qa^T
+        residual[key] = scale * float((s[rank:] ** 2).sum()) ** 0.5
+        root = s[:rank].sqrt()
+        out[b_key] = (qb @ u[:, :rank] * root).to(tensors[b_key].dtype)
+        out[key] = (root[:, None] * (vh[:rank] @ qa.T)).to(tensors[key].dtype)
+    if len(out) != len(tensors):
+        raise UserError(f"{source or 'adapter'}: tensors that are not LoRA factors")
+    return {**config, "r": rank, "lora_alpha": scale * rank}, out, residual
+
+
+def leave_one_out_peft_adapter(mean: tuple[dict, dict[str, Any]], n: int,
+                               one: tuple[dict, dict[str, Any]],
+                               residual: dict[str, float] | None = None, source: str = ""
+                               ) -> tuple[dict, dict[str, Any], float]:
+    """(config, tensors, error) of the mean of ``n`` adapters without ``one`` of them, from
+    their ``mean``: (n mean - one) / (n - 1), exactly, of rank r_mean + r_one. Built from a
+    mean truncated to a low rank (``truncate_peft_adapter``, whose ``residual`` is passed
+    here), every leave-one-out mean costs that rank plus one adapter's instead of (n - 1) r;
+    ``error`` is then the largest relative error of a module's update,
+    (n / (n - 1)) residual / (||served update|| - that), and 0.0 without ``residual``."""
+    if n < 2:
+        raise ValueError("leave_one_out_peft_adapter: needs at least two adapters")
+    config, tensors = combine_peft_adapters([(n / (n - 1), *mean), (-1 / (n - 1), *one)], source)
+    error = 0.0
+    if residual:
+        for key, norm in update_norms(config, tensors).items():
+            off = n / (n - 1) * residual.get(key, 0.0)
+            if off:
+                error = max(error, off / (norm - off) if norm > off else float("inf"))
+    return config, tensors, error
