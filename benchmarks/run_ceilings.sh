@@ -15,7 +15,8 @@
 #      the shared-lora adapter (init_adapter=), then EPOCHS epochs over the repository's
 #      own tasks; its audit: another repository's adapter made the same way, so own - other
 #      is what the repository's own tasks add at an equal budget, and the leave-one-out
-#      mean of the other repositories' adapters (own - mean, Code2LoRA's audit).
+#      mean of the other repositories' adapters (own - mean, Code2LoRA's audit); exact, of
+#      rank (repositories - 1) x 16, or MEAN_RANK=64: from the mean truncated to rank 64.
 # Then (STAGES=code2lora, card, hidden, text2lora) Code2LoRA-Static with the residual head and the
 # stabilisers, MiniLM over the context files or over the API card (inputs=card), the card
 # embedded with the base model's hidden states (STAGES=hidden, encoder=base), the residual
@@ -47,6 +48,8 @@ RUNS=${RUNS:-$OUT/runs}              # where the run directories go (one per spl
 AUDIT=${AUDIT:-true}
 NO_AUDIT=${NO_AUDIT:-}               # checkpoint names scored without their audit (STAGES=score)
 TRAIN_ONLY=${TRAIN_ONLY:-}           # 1: train each stage's checkpoints, score nothing (STAGES=score later)
+MEAN_RANK=${MEAN_RANK:-0}            # per-repo-from-shared's audit mean at this rank (0: exact)
+MEAN=$([ "$MEAN_RANK" != 0 ] && echo ",mean_rank=$MEAN_RANK" || true)
 COMMON=(--option max_seq_len="$INPUT" --option top_layers="$TOP" --option batch_size=4
         --option max_train_tasks_per_repo="$TASKS" --option epochs="$EPOCHS" --option save_steps=100
         --option max_train_repos="$REPOS")
@@ -83,7 +86,7 @@ if [[ $STAGES == *fromshared* ]]; then
     train shared-lora shared-lora
     train per-repo-from-shared per-repo-lora --option init_adapter="$OUT/ckpt/shared-lora"
     together "$(run shared-lora shared-lora shared-lora)" \
-        "$(run per-repo-from-shared per-repo-lora per-repo-from-shared),audit=true" \
+        "$(run per-repo-from-shared per-repo-lora per-repo-from-shared),audit=true$MEAN" \
         > "$RUNS/fromshared.txt"
 fi
 # Each stage below trains one method and scores it beside shared-lora (whose predictions
