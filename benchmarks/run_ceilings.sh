@@ -21,7 +21,9 @@
 # stabilisers, MiniLM over the context files or over the API card (inputs=card), the card
 # embedded with the base model's hidden states (STAGES=hidden, encoder=base), the residual
 # trained on top of the frozen shared-lora adapter (STAGES=warm, init_shared=), the same with
-# a basis of BASIS=32 adapters, more than the training repositories (STAGES=wide), and
+# a basis of BASIS=32 adapters, more than the training repositories (STAGES=wide), the warm
+# residual fed a free learned vector per repository instead (STAGES=vector: is the
+# repository's code, or the head, what keeps own - mean at 0?), and
 # Text-to-LoRA (the same vector and budget, the per-layer head), the same budget.
 # REPOS=N trains and scores the split's first N repositories only (by repo-id hash, nested):
 # a per-repository ceiling at a larger TASKS in a fraction of the time. To start it from an
@@ -123,6 +125,13 @@ if [[ $STAGES == *wide* ]]; then        # the warm residual, a basis of BASIS ad
         --option init_shared="$OUT/ckpt/shared-lora" --option basis="$BASIS"
     together "$(run shared-lora shared-lora shared-lora)" \
         "$(run "c2l-warm-b$BASIS" code2lora-static "c2l-warm-b$BASIS")" > "$RUNS/wide.txt"
+fi
+if [[ $STAGES == *vector* ]]; then      # the warm residual fed a free learned vector per repository
+    train shared-lora shared-lora       # (encoder=table) instead of the code's embedding
+    train repo-vector-warm code2lora-static --option encoder=table "${RESIDUAL[@]}" \
+        --option init_shared="$OUT/ckpt/shared-lora"
+    together "$(run shared-lora shared-lora shared-lora)" \
+        "$(run repo-vector-warm code2lora-static repo-vector-warm)" > "$RUNS/vector.txt"
 fi
 if [[ $STAGES == *text2lora* ]]; then   # Code2LoRA-Static's vector and budget, per-layer head
     train shared-lora shared-lora
