@@ -680,6 +680,14 @@ def test_the_residual_head_starts_from_a_trained_shared_lora_kept_frozen(world, 
     res = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / "tf",
                    checkpoint=ckpt, progress=False, scoring="teacher-forced")
     assert "own_minus_mean" in res.audit
+    # a free vector per repository (encoder=table) feeds the same frozen shared LoRA
+    vec = train("code2lora-static", bench, "static", tmp_path / "vec", model=str(tiny),
+                options=opts + ["encoder=table"], progress=False)
+    vec_head = Code2LoRABundle.load(vec / "hypernetwork").hyper.head
+    assert all(torch.equal(vec_head.B0[k], head.B0[k]) for k in head.B0)
+    assert "own_minus_mean" in evaluate(bench, "static", "test_in_repo", "code2lora-static",
+                                        str(tiny), tmp_path / "vec-tf", checkpoint=vec,
+                                        progress=False, scoring="teacher-forced").audit
     with pytest.raises(UserError, match="not this LoRA: r 2 \\(wanted 4\\)"):
         train("code2lora-static", bench, "static", tmp_path / "bad", model=str(tiny),
               options=[o for o in opts if not o.startswith(("r=", "alpha="))] + ["r=4", "alpha=8"],
