@@ -85,6 +85,9 @@ def main() -> None:
         if not audit:
             continue
         modes = audit["modes"]
+        if audit.get("mean_rank"):
+            print(f"| {r} | the mean at rank {audit['mean_rank']}: largest relative error of a "
+                  f"module's update {audit.get('mean_max_relative_error')} | | |")
         for mode in modes[1:]:
             em = audit[f"{modes[0]}_minus_{mode}"]
             lp = audit.get(f"{modes[0]}_minus_{mode}_tf_logprob", {})
