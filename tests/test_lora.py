@@ -178,6 +178,10 @@ def test_the_mean_of_adapters_is_the_mean_of_their_updates_exactly():
     assert LoraAdapter.from_peft_tensors(mean_cfg, mean_t).spec.scaling == 2.0
     one_cfg, one_t = mean_peft_adapter(adapters[:1])                 # one adapter: itself
     assert one_cfg == config and all(torch.equal(one_t[k], adapters[0][1][k]) for k in keys)
+    # PEFT lists target_modules in a set's order, which differs between processes
+    two = lora_config_dict("m", ["q_proj", "v_proj"], 2, 4.0, layers=(1,))
+    assert mean_peft_adapter([({**two, "target_modules": ["v_proj", "q_proj"]}, adapters[0][1]),
+                              (two, adapters[1][1])])[0]["r"] == 4
     other = ({**config, "r": 4}, adapters[1][1])
     with pytest.raises(UserError, match="the means: they differ in r"):
         mean_peft_adapter([adapters[0], other], "the means")

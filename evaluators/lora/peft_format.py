@@ -83,6 +83,12 @@ def load_peft_adapter(directory: str | os.PathLike) -> tuple[dict, dict[str, Any
     return config, read_safetensors(w_path)
 
 
+def _as_set(value: Any) -> Any:
+    """A config entry compared as a set where it is a list: PEFT writes ``target_modules``
+    in a set's order, which differs between processes (string hashing is randomised)."""
+    return frozenset(value) if isinstance(value, (list, tuple)) else value
+
+
 def _plain(config: dict, source: str, doing: str) -> None:
     if config.get("use_rslora") or config.get("use_dora") or config.get("rank_pattern") \
             or config.get("alpha_pattern"):
@@ -109,7 +115,7 @@ def combine_peft_adapters(parts: list[tuple[float, dict, dict[str, Any]]],
     what = ("target_modules", "layers_to_transform")
     for _, config, _ in parts:
         _plain(config, source, "combined")
-        wrong = [k for k in what if config.get(k) != first.get(k)]
+        wrong = [k for k in what if _as_set(config.get(k)) != _as_set(first.get(k))]
         if wrong:
             raise UserError(f"{source or 'adapters'}: they differ in {', '.join(wrong)}")
     keys = sorted(parts[0][2])
@@ -142,7 +148,7 @@ def mean_peft_adapter(adapters: list[tuple[dict, dict[str, Any]]],
     what = ("r", "lora_alpha", "target_modules", "layers_to_transform", "use_rslora",
             "use_dora", "rank_pattern", "alpha_pattern")
     for config, _ in adapters[1:]:
-        wrong = [k for k in what if config.get(k) != first.get(k)]
+        wrong = [k for k in what if _as_set(config.get(k)) != _as_set(first.get(k))]
         if wrong:
             raise UserError(f"{source or 'mean of adapters'}: they differ in {', '.join(wrong)}")
     _plain(first, source or "mean of adapters", "averaged")
