@@ -11,7 +11,7 @@ repositories' adapters (``mean``: the mean of their weight updates, exactly), so
 adapter adds beyond what the others share. The exact mean is of rank (n - 1) r and
 slows every row it serves; ``mean_rank=k`` truncates the mean of all n adapters to its best
 rank-k approximation once and serves each leave-one-out mean (n mean_k - own) / (n - 1),
-of rank k + r, recording the largest relative error of a module's weight update.
+of rank k + r, recording a bound on the relative error of a module's weight update.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ from .lora_training import (LoraOptions, data_hash, init_adapter_hash,
 class PerRepoLoraOptions(LoraOptions):
     audit: bool = False      # also score every task with another repository's adapter and
     #                          with the mean of the others'
-    mean_rank: int = 0       # the audit's mean at this rank (the best approximation, its
-    #                          error in the audit record); 0: exact, of rank (repositories - 1) r
+    mean_rank: int = 0       # the audit's mean at this rank (the best approximation, a bound
+    #                          on its error in the audit record); 0: exact, (repositories - 1) r
 
 
 @register_method("per-repo-lora")
@@ -120,7 +120,8 @@ class PerRepoLora(Method):
                 "mean_max_relative_error": (None if self._mean_error is None     # none made
                                             else round(self._mean_error, 6))}
 
-    MEANS_KEPT = 2     # leave-one-out means kept made (each of rank (repositories - 1) r)
+    MEANS_KEPT = 2     # leave-one-out means kept made (of rank (repositories - 1) r, or
+    #                    mean_rank + r)
 
     def _mean_without(self, repo_id: str) -> AdapterWeights:
         """The mean of the other evaluated repositories' adapters (leave-one-out; a lone
@@ -140,7 +141,7 @@ class PerRepoLora(Method):
             else:
                 config, tensors = mean_peft_adapter([self._load(o) for o in others], what)
                 if self.options.mean_rank:
-                    self._mean_error = max(self._mean_error or 0.0, 0.0)
+                    self._mean_error = self._mean_error or 0.0     # served exactly
             self._means[repo_id] = AdapterWeights(
                 f"per-repo-lora@{id(self):x}:mean-{tag}-without-{repo_id}", config, tensors)
             while len(self._means) > self.MEANS_KEPT:

@@ -215,8 +215,9 @@ def leave_one_out_peft_adapter(mean: tuple[dict, dict[str, Any]], n: int,
     their ``mean``: (n mean - one) / (n - 1), exactly, of rank r_mean + r_one. Built from a
     mean truncated to a low rank (``truncate_peft_adapter``, whose ``residual`` is passed
     here), every leave-one-out mean costs that rank plus one adapter's instead of (n - 1) r;
-    ``error`` is then the largest relative error of a module's update,
-    (n / (n - 1)) residual / (||served update|| - that), and 0.0 without ``residual``."""
+    ``error`` then bounds the relative error of every module's update,
+    ||exact - served|| / ||exact|| <= (n / (n - 1)) residual / (||served|| - that), and is
+    0.0 without ``residual``."""
     if n < 2:
         raise ValueError("leave_one_out_peft_adapter: needs at least two adapters")
     config, tensors = combine_peft_adapters([(n / (n - 1), *mean), (-1 / (n - 1), *one)], source)
