@@ -24,7 +24,9 @@
 # a basis of BASIS=32 adapters, more than the training repositories (STAGES=wide), the warm
 # residual fed a free learned vector per repository instead (STAGES=vector: is the
 # repository's code, or the head, what keeps own - mean at 0?), and
-# Text-to-LoRA (the same vector and budget, the per-layer head), the same budget.
+# Text-to-LoRA (the same vector and budget, the per-layer head), the same budget; and
+# (STAGES=recon) the wide warm residual trained instead to reproduce per-repo-from-shared's
+# adapters (objective=reconstruct, RECON_STEPS steps at RECON_LR; no forward pass of the model).
 # REPOS=N trains and scores the split's first N repositories only (by repo-id hash, nested):
 # a per-repository ceiling at a larger TASKS in a fraction of the time. To start it from an
 # existing shared-lora, link that checkpoint to OUT/ckpt/shared-lora first.
@@ -133,6 +135,18 @@ if [[ $STAGES == *vector* ]]; then      # the warm residual fed a free learned v
     together "$(run shared-lora shared-lora shared-lora)" \
         "$(run repo-vector-warm code2lora-static repo-vector-warm)" > "$RUNS/vector.txt"
 fi
+if [[ $STAGES == *recon* ]]; then       # the warm residual of BASIS adapters, trained to reproduce
+    BASIS=${BASIS:-32}                  # per-repo-from-shared's adapters (objective=reconstruct)
+    RECON_STEPS=${RECON_STEPS:-300}; RECON_LR=${RECON_LR:-1e-3}
+    train shared-lora shared-lora
+    train per-repo-from-shared per-repo-lora --option init_adapter="$OUT/ckpt/shared-lora"
+    train "c2l-recon-b$BASIS" code2lora-static --option max_chunks=1 "${RESIDUAL[@]}" \
+        --option init_shared="$OUT/ckpt/shared-lora" --option basis="$BASIS" \
+        --option objective=reconstruct --option targets="$OUT/ckpt/per-repo-from-shared" \
+        --option max_steps="$RECON_STEPS" --option learning_rate="$RECON_LR"
+    together "$(run shared-lora shared-lora shared-lora)" \
+        "$(run "c2l-recon-b$BASIS" code2lora-static "c2l-recon-b$BASIS")" > "$RUNS/recon.txt"
+fi
 if [[ $STAGES == *text2lora* ]]; then   # Code2LoRA-Static's vector and budget, per-layer head
     train shared-lora shared-lora
     train text2lora text2lora --option max_chunks=1 --option stabilise=true --option learning_rate=2e-4
@@ -153,7 +167,7 @@ if [[ $STAGES == *score* ]]; then       # pretrained and every trained checkpoin
     done
     together "${specs[@]}" > "$RUNS/score.txt"
 fi
-for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual c2l-card c2l-card-base c2l-warm c2l-warm-b32 text2lora; do
+for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual c2l-card c2l-card-base c2l-warm c2l-warm-b32 c2l-recon-b32 text2lora; do
     [ -f "$RUNS/$run/results.json" ] || continue
     for label in "" prefix repository none; do
         for metric in $([ "$SCORING" = generate ] && echo em || echo tf_em tf_logprob); do

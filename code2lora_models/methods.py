@@ -40,7 +40,8 @@ class _Code2LoRA(Method):
     # "mean" leaves the item's own adapter out since 3 (it held 1/n of it before)
     audit_revision: ClassVar[dict[str, str]] = {"mean": "3", "info": "2"}
     kind: ClassVar[str] = ""
-    keyless_defaults = ("inputs", "card_chars", "init_shared")   # added after runs were cached
+    keyless_defaults = ("inputs", "card_chars", "init_shared",   # added after runs were cached
+                        "objective", "targets")
 
     mode = "own"
 

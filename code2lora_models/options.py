@@ -46,6 +46,11 @@ class Code2LoRAOptions(TrainOptions, ContextOptions):
     diff_headers: bool = False       # Evo: keep git's header lines (diff --git, index, ---/+++, @@)
     evo_layernorm: bool = False      # Evo: LayerNorm on the GRU's inputs and states
     evo_init_mlp: bool = False       # Evo: the initial state from a 2-layer MLP
+    # lm: trained through the frozen model's loss on the training tasks; reconstruct: trained
+    # to reproduce the per-repository adapters of the per-repo-lora checkpoint targets=
+    # (Text-to-LoRA's reconstruction training), no forward pass of the model
+    objective: str = "lm"
+    targets: str = ""
     audit: bool = True               # also score the mean and shuffled adapters
 
     def encoder_config(self) -> "EncoderConfig":

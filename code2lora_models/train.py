@@ -74,6 +74,12 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
         _init_shared(hyper, options, top_layers(model, options.top_layers))
     bundle.hyper = hyper
 
+    if options.objective == "reconstruct":
+        return _reconstruct(bundle, hyper, codes, repos, tasks, options, context, tokenizer, title)
+    if options.objective != "lm":
+        raise UserError(f"objective={options.objective}: use lm (the frozen model's loss) or "
+                        f"reconstruct (reproduce the targets= adapters)")
+
     examples = encode_tasks(tokenizer, tasks, options.max_seq_len, prompt)
     for example, row in zip(examples, rows):
         example["row"] = row
@@ -102,6 +108,45 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
     bundle.extra = {"train": {"steps": result.steps, "train_loss": result.train_loss,
                               "wall_time_s": result.wall_time_s, "tokens_per_s": result.tokens_per_s,
                               "n_tasks": len(tasks), "n_repos": len(repos)}}
+    return bundle
+
+
+def _reconstruct(bundle: Code2LoRABundle, hyper: Code2LoRA, codes: torch.nn.Module,
+                 repos: list[str], tasks: list[dict], options: Code2LoRAOptions, context,
+                 tokenizer, title: str) -> Code2LoRABundle:
+    """``objective=reconstruct``: train the hypernetwork to reproduce each training
+    repository's adapter of the per-repo-lora checkpoint ``targets=`` (one example per
+    repository; the language model makes no forward pass)."""
+    from evaluators.training import train_causal_lm
+
+    from .reconstruct import Reconstruction, load_targets
+    if bundle.kind != "static":
+        raise UserError("objective=reconstruct is Code2LoRA-Static's (one target adapter per "
+                        "training repository)")
+    if not options.targets:
+        raise UserError("objective=reconstruct needs targets= (a per-repo-lora checkpoint "
+                        "trained on the same repositories)")
+    net = Reconstruction(hyper, codes, load_targets(options.targets, repos), options.targets)
+    start = net.relative_errors()
+    examples = [{"input_ids": [0], "labels": [0], "row": i} for i in range(len(repos))]
+    out = context.artifacts("hypernetwork_training")
+    result = train_causal_lm(net, tokenizer, examples, options.train_config(context.seed), out,
+                             context.device, title=title + ": relative reconstruction error",
+                             trainer_cls=HyperTrainer, progress=context.progress)
+    hyper.eval()
+    errors = net.relative_errors()
+    if isinstance(codes, LearnedCodes):
+        bundle.table, bundle.table_repos = codes.table.detach().cpu().clone(), repos
+    summary = {"steps": result.steps, "train_loss": result.train_loss,
+               "wall_time_s": result.wall_time_s, "n_tasks": len(tasks), "n_repos": len(repos),
+               "objective": "reconstruct", "targets": options.targets,
+               # ||G - T||^2 / ||T - S||^2 per repository, before and after training
+               "relative_error_start": round(sum(start) / len(start), 6),
+               "relative_error": round(sum(errors) / len(errors), 6),
+               "relative_error_by_repo": {r: round(e, 6) for r, e in zip(repos, errors)}}
+    (out / "train_result.json").write_text(json.dumps(
+        {**result.to_dict(), **summary, "options": asdict(options)}, indent=2))
+    bundle.extra = {"train": summary}
     return bundle
 
 

@@ -715,3 +715,48 @@ def test_two_checkpoints_of_one_method_scored_together_keep_their_own_adapters(
                      checkpoint=other, progress=False, scoring="teacher-forced")
     assert alone.n_predicted_now > 0
     assert both[1].scores == alone.scores
+
+
+def test_the_reconstruction_distance_is_the_distance_of_the_formed_updates():
+    from code2lora_models.reconstruct import _sq_dist
+    g = torch.Generator().manual_seed(0)
+    a1, b1 = torch.randn(3, 2, 7, generator=g), torch.randn(3, 5, 2, generator=g)
+    a2, b2 = torch.randn(3, 4, 7, generator=g), torch.randn(3, 5, 4, generator=g)
+    want = ((b1 @ a1 - b2 @ a2) ** 2).sum((1, 2))
+    assert torch.allclose(_sq_dist([(a1, b1), (a2, -b2)]), want, rtol=1e-4)
+
+
+def test_reconstruction_training_reproduces_per_repository_adapters(world, tmp_path):
+    """objective=reconstruct: the residual head (on the frozen shared LoRA) learns to
+    generate each training repository's per-repo-lora adapter from its vector; its error
+    relative to the shared adapter starts at 1 and falls; the checkpoint is audited like
+    any other; bad targets are refused in one line."""
+    from code2lora_models.bundle import Code2LoRABundle
+    from repopeftbench.errors import UserError
+    root, bench, tiny = world
+    lora = ["r=2", "alpha=4", "max_steps=3", "batch_size=4", "max_train_tasks_per_repo=8",
+            "top_layers=1", "learning_rate=5e-2"]
+    shared = train("shared-lora", bench, "static", tmp_path / "shared", model=str(tiny),
+                   options=lora, progress=False)
+    per_repo = train("per-repo-lora", bench, "static", tmp_path / "per-repo", model=str(tiny),
+                     options=lora + [f"init_adapter={shared}"], progress=False)
+    opts = [o for o in OPTS if not o.startswith(("max_steps=", "learning_rate="))] + [
+        "head=residual", "basis=3", "basis_r=4", "top_layers=1", f"init_shared={shared}",
+        "objective=reconstruct", f"targets={per_repo}", "max_steps=150", "learning_rate=3e-2"]
+    ckpt = train("code2lora-static", bench, "static", tmp_path / "ckpt", model=str(tiny),
+                 options=opts, progress=False)
+    summary = Code2LoRA.read_config(ckpt / "hypernetwork")["train"]
+    assert summary["objective"] == "reconstruct" and summary["n_repos"] == 3
+    assert summary["relative_error_start"] == pytest.approx(1.0, abs=1e-5)   # the shared adapter
+    assert summary["relative_error"] < 0.5
+    assert set(summary["relative_error_by_repo"]) == {"o/alpha", "o/betamax", "o/gamma"}
+    res = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / "tf",
+                   checkpoint=ckpt, progress=False, scoring="teacher-forced")
+    assert "own_minus_mean" in res.audit
+    with pytest.raises(UserError, match="not a per-repo-lora checkpoint"):
+        train("code2lora-static", bench, "static", tmp_path / "bad", model=str(tiny),
+              options=[o for o in opts if not o.startswith("targets=")] + [f"targets={shared}"],
+              progress=False)
+    with pytest.raises(UserError, match="needs targets="):
+        train("code2lora-static", bench, "static", tmp_path / "bad2", model=str(tiny),
+              options=[o for o in opts if not o.startswith("targets=")], progress=False)
