@@ -66,15 +66,7 @@ class PerRepoLora(Method):
         start = ({"init": init_adapter_hash(self.options.init_adapter)}
                  if self.options.init_adapter else {})
         for repo_id in sorted(by_repo):
-            # cached by (repository, training data, configuration, seed, starting weights);
-            # not by which other repositories train (max_train_repos): a repository's
-            # adapter is the same in a run of a few repositories and in one of all
-            key = sha256_text(canonical_json({
-                "repo": repo_id, "data": data_hash(by_repo[repo_id]), "seed": self.context.seed,
-                "options": {k: v for k, v in self.config().items()
-                            if k not in ("name", "max_train_repos")},
-                "model": self.context.model_name, **start}))[:16]
-            out = self.context.artifacts("adapters", key)
+            out = self._adapter_dir(repo_id, by_repo[repo_id], start)
             if not (out / "adapter" / "adapter_model.safetensors").exists():
                 train_lora_adapter(self.context.model_name, self.context.device, by_repo[repo_id],
                                    self.options, self.context.seed, out,
@@ -82,6 +74,27 @@ class PerRepoLora(Method):
                                    prompt=self.training_prompt(bench, by_repo[repo_id],
                                                                self.options.max_seq_len))
             self._adapters[repo_id] = out / "adapter"
+
+    def _adapter_dir(self, repo_id: str, tasks: list[dict], start: dict) -> Path:
+        """Where a repository's adapter is cached: by (repository, training data,
+        configuration, seed, starting weights), not by which other repositories train
+        (max_train_repos: a repository's adapter is the same in a run of a few repositories
+        and in one of all), nor by how ``init_adapter`` is spelled (its weights' hash is
+        in ``start``). An adapter cached under the earlier key, which held the spelling
+        too, is used where it exists."""
+        def key(drop: tuple[str, ...]) -> str:
+            return sha256_text(canonical_json({
+                "repo": repo_id, "data": data_hash(tasks), "seed": self.context.seed,
+                "options": {k: v for k, v in self.config().items() if k not in drop},
+                "model": self.context.model_name, **start}))[:16]
+        root = self.context.artifacts("adapters")
+        out = root / key(("name", "max_train_repos", "init_adapter"))
+        if self.options.init_adapter and not (out / "adapter").exists():
+            legacy = root / key(("name", "max_train_repos"))
+            if (legacy / "adapter" / "adapter_model.safetensors").exists():
+                return legacy
+        out.mkdir(exist_ok=True)
+        return out
 
     def save(self, directory: Path) -> None:
         index = {}

@@ -134,6 +134,12 @@ def test_per_repo_lora_starts_from_a_shared_adapter_and_audits_another_repos(ben
     ckpt, tuned = per_repo("lr", "learning_rate=5e-2")
     assert all(any(not torch.equal(w[k], start[k]) for k in start) for w in tuned.values())
     assert json.loads((ckpt / "method.json").read_text())["options"]["init_adapter"] == str(shared)
+    # the same starting weights named another way (its adapter/ directory): nothing retrains
+    made = {p: p.stat().st_mtime_ns for p in (ckpt / "adapters").rglob("adapter_model.safetensors")}
+    train("per-repo-lora", bench, "static", ckpt, model=str(tiny), progress=False,
+          options=lora + ["max_steps=2", f"init_adapter={shared / 'adapter'}", "learning_rate=5e-2"])
+    assert {p: p.stat().st_mtime_ns
+            for p in (ckpt / "adapters").rglob("adapter_model.safetensors")} == made
     with pytest.raises(UserError, match=r"init_adapter=.*not this LoRA: r 2 \(wanted 4\)"):
         train("per-repo-lora", bench, "static", tmp_path / "bad", model=str(tiny),
               options=["r=4", "alpha=4", "max_steps=1", f"init_adapter={shared}"], progress=False)
