@@ -54,6 +54,8 @@ def main() -> None:
         wall = sum(f.get("wall_time_s") or 0 for f in found)
         tokens = sum(f.get("tokens") or 0 for f in found)
         train_s = f"{wall:.0f} s, {tokens / wall:.0f} tokens/s" if wall else ""
+        if any(f.get("objective") == "reconstruct" for f in found):   # no token is read
+            train_s = f"{wall:.0f} s of reconstruction (+ its target adapters')"
         print(f"| {r} | {len(scored[r])} | {len({s.repo_id for s in scored[r]})} | "
               f"{m['tf_em']['micro']:.1f} | {m['tf_logprob']['micro']:.3f} | {train_s} |")
 
