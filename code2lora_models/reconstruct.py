@@ -30,6 +30,7 @@ from evaluators.lora.peft_format import load_peft_adapter
 from repopeftbench.errors import UserError
 
 from .hypernetwork import Code2LoRA
+from .training import factor_sq_norm
 
 INDEX = "adapters.json"       # a per-repo-lora checkpoint's repository -> adapter directory
 
@@ -45,14 +46,6 @@ def load_targets(checkpoint: str | Path, repos: list[str]) -> list[tuple[dict, d
         raise UserError(f"targets={checkpoint}: no adapter for {len(missing)} training "
                         f"repositories ({', '.join(missing[:3])})")
     return [load_peft_adapter(Path(checkpoint) / index[r]) for r in repos]
-
-
-def _sq_dist(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """(n,): ||sum_i B_i A_i||^2 for factors A_i (n, k_i, in), B_i (n, out, k_i) (scales
-    folded into B), by the Gram matrices of the factors side by side."""
-    A = torch.cat([a for a, _ in parts], 1)
-    B = torch.cat([b for _, b in parts], 2)
-    return ((B.transpose(1, 2) @ B) * (A @ A.transpose(1, 2))).sum((1, 2))
 
 
 def _key(path: str) -> str:
@@ -83,12 +76,12 @@ class Reconstruction(nn.Module):
             self.register_buffer(f"A_{_key(path)}", torch.stack(A), persistent=False)
             self.register_buffer(f"B_{_key(path)}", torch.stack(B), persistent=False)
         with torch.no_grad():
-            self.register_buffer("denominator", self._spread(), persistent=False)
+            self.register_buffer("denominator", self._spread(source), persistent=False)
 
     def _target(self, path: str, row: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (getattr(self, f"A_{_key(path)}")[row], getattr(self, f"B_{_key(path)}")[row])
 
-    def _spread(self) -> torch.Tensor:
+    def _spread(self, source: str) -> torch.Tensor:
         """(items,): sum over modules of ||T - S||^2, S the head's shared LoRA (or zero)."""
         n = getattr(self, f"A_{_key(self.paths[0])}").shape[0]
         row = torch.arange(n)
@@ -100,9 +93,10 @@ class Reconstruction(nn.Module):
             if hasattr(head, "A0"):                # the residual head's shared LoRA
                 a0, b0 = head.A0[_key(path)], head.B0[_key(path)]
                 parts.append((a0[None].expand(n, -1, -1), -s * b0[None].expand(n, -1, -1)))
-            total += _sq_dist(parts)
+            total += factor_sq_norm(parts)
         if (total <= 0).any():
-            raise UserError("targets: an adapter equals the shared one (nothing to reconstruct)")
+            raise UserError(f"targets={source}: an adapter equals the shared one (nothing to "
+                            f"reconstruct)")
         return total
 
     def distances(self, row: torch.Tensor) -> torch.Tensor:
@@ -113,7 +107,7 @@ class Reconstruction(nn.Module):
         for path in self.paths:
             a, b = factors[path]
             ta, tb = self._target(path, row)
-            d = _sq_dist([(a, s * b), (ta, -tb)])
+            d = factor_sq_norm([(a, s * b), (ta, -tb)])
             total = d if total is None else total + d
         return total
 

@@ -27,6 +27,15 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
     from evaluators.models import load_model
     from evaluators.training import encode_tasks, train_causal_lm
 
+    if options.objective not in ("lm", "reconstruct"):
+        raise UserError(f"objective={options.objective}: use lm (the frozen model's loss) or "
+                        f"reconstruct (reproduce the targets= adapters)")
+    if options.objective == "reconstruct" and kind != "static":
+        raise UserError("objective=reconstruct is Code2LoRA-Static's (one target adapter per "
+                        "training repository)")
+    if options.objective == "reconstruct" and not options.targets:
+        raise UserError("objective=reconstruct needs targets= (a per-repo-lora checkpoint "
+                        "trained on the same repositories)")
     torch.manual_seed(context.seed)
     model, tokenizer, _ = load_model(context.model_name, context.device)
     bundle = Code2LoRABundle(kind, None, options.encoder_config(), "",  # type: ignore[arg-type]
@@ -76,9 +85,6 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
 
     if options.objective == "reconstruct":
         return _reconstruct(bundle, hyper, codes, repos, tasks, options, context, tokenizer, title)
-    if options.objective != "lm":
-        raise UserError(f"objective={options.objective}: use lm (the frozen model's loss) or "
-                        f"reconstruct (reproduce the targets= adapters)")
 
     examples = encode_tasks(tokenizer, tasks, options.max_seq_len, prompt)
     for example, row in zip(examples, rows):
@@ -101,14 +107,19 @@ def train_hypernetwork(kind: str, bench, tasks: list[dict], options: Code2LoRAOp
         {**result.to_dict(), "n_tasks": len(tasks), "n_repos": len(repos),
          "options": asdict(options)}, indent=2))
     hyper.eval()
-    if isinstance(codes, LearnedCodes):
-        bundle.table, bundle.table_repos = codes.table.detach().cpu().clone(), repos
+    _keep_table(bundle, codes, repos)
     if bundle.gru is not None:
         bundle.gru.eval()
     bundle.extra = {"train": {"steps": result.steps, "train_loss": result.train_loss,
                               "wall_time_s": result.wall_time_s, "tokens_per_s": result.tokens_per_s,
                               "n_tasks": len(tasks), "n_repos": len(repos)}}
     return bundle
+
+
+def _keep_table(bundle: Code2LoRABundle, codes: torch.nn.Module, repos: list[str]) -> None:
+    """encoder=table: the learned vectors go into the checkpoint with their repositories."""
+    if isinstance(codes, LearnedCodes):
+        bundle.table, bundle.table_repos = codes.table.detach().cpu().clone(), repos
 
 
 def _reconstruct(bundle: Code2LoRABundle, hyper: Code2LoRA, codes: torch.nn.Module,
@@ -120,12 +131,6 @@ def _reconstruct(bundle: Code2LoRABundle, hyper: Code2LoRA, codes: torch.nn.Modu
     from evaluators.training import train_causal_lm
 
     from .reconstruct import Reconstruction, load_targets
-    if bundle.kind != "static":
-        raise UserError("objective=reconstruct is Code2LoRA-Static's (one target adapter per "
-                        "training repository)")
-    if not options.targets:
-        raise UserError("objective=reconstruct needs targets= (a per-repo-lora checkpoint "
-                        "trained on the same repositories)")
     net = Reconstruction(hyper, codes, load_targets(options.targets, repos), options.targets)
     start = net.relative_errors()
     examples = [{"input_ids": [0], "labels": [0], "row": i} for i in range(len(repos))]
@@ -135,8 +140,7 @@ def _reconstruct(bundle: Code2LoRABundle, hyper: Code2LoRA, codes: torch.nn.Modu
                              trainer_cls=HyperTrainer, progress=context.progress)
     hyper.eval()
     errors = net.relative_errors()
-    if isinstance(codes, LearnedCodes):
-        bundle.table, bundle.table_repos = codes.table.detach().cpu().clone(), repos
+    _keep_table(bundle, codes, repos)
     summary = {"steps": result.steps, "train_loss": result.train_loss,
                "wall_time_s": result.wall_time_s, "n_tasks": len(tasks), "n_repos": len(repos),
                "objective": "reconstruct", "targets": options.targets,

@@ -125,12 +125,20 @@ class HyperLM(nn.Module):
                 if not k.startswith("lm.")}
 
 
+def factor_sq_norm(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """(n,): ||sum_i B_i A_i||^2 for factors A_i (n, k_i, in), B_i (n, out, k_i), from the
+    Gram matrices of the factors side by side, sum((B^T B) * (A A^T)), without forming B A."""
+    A = torch.cat([a for a, _ in parts], 1) if len(parts) > 1 else parts[0][0]
+    B = torch.cat([b for _, b in parts], 2) if len(parts) > 1 else parts[0][1]
+    return ((B.transpose(1, 2) @ B) * (A @ A.transpose(1, 2))).sum((1, 2))
+
+
 def update_sq_norm(factors: dict, scaling: float) -> torch.Tensor:
     """(n,): per row, the squared Frobenius norm of the generated weight update summed over
-    the module paths, ||s B A||^2 = s^2 sum((B^T B) * (A A^T)), without forming B A."""
+    the module paths, ||s B A||^2."""
     total = None
     for a, b in factors.values():                                       # (n, r, in), (n, out, r)
-        term = (b.transpose(1, 2) @ b * (a @ a.transpose(1, 2))).sum((1, 2))
+        term = factor_sq_norm([(a, b)])
         total = term if total is None else total + term
     return total * scaling ** 2
 

@@ -718,12 +718,12 @@ def test_two_checkpoints_of_one_method_scored_together_keep_their_own_adapters(
 
 
 def test_the_reconstruction_distance_is_the_distance_of_the_formed_updates():
-    from code2lora_models.reconstruct import _sq_dist
+    from code2lora_models.training import factor_sq_norm
     g = torch.Generator().manual_seed(0)
     a1, b1 = torch.randn(3, 2, 7, generator=g), torch.randn(3, 5, 2, generator=g)
     a2, b2 = torch.randn(3, 4, 7, generator=g), torch.randn(3, 5, 4, generator=g)
     want = ((b1 @ a1 - b2 @ a2) ** 2).sum((1, 2))
-    assert torch.allclose(_sq_dist([(a1, b1), (a2, -b2)]), want, rtol=1e-4)
+    assert torch.allclose(factor_sq_norm([(a1, b1), (a2, -b2)]), want, rtol=1e-4)
 
 
 def test_reconstruction_training_reproduces_per_repository_adapters(world, tmp_path):
