@@ -162,6 +162,7 @@ if [[ $STAGES == *score* ]]; then       # pretrained and every trained checkpoin
         if [[ $SPLIT != *_in_repo ]] && { [[ $method == per-repo-lora ]] ||
                 grep -q '"encoder": "table"' "$ck"; }; then continue; fi
         audit=""; [[ $method == shared-lora ]] || audit=",audit=$AUDIT"
+        [[ $method != per-repo-lora || $AUDIT != true ]] || audit+="$MEAN"
         [[ " $NO_AUDIT " != *" $name "* ]] || audit=",audit=false"
         specs+=("$(run "$name" "$method" "$name")$audit")
     done

@@ -14,6 +14,7 @@ pairwise cosine of the generated adapters.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,10 @@ class _Code2LoRA(Method):
 
     def audit_info(self) -> dict:
         return {"cosine": self._cosine}
+
+    def audit_equivalent(self, mode: str) -> tuple[str, dict] | None:
+        # "none" is the base model on the same prompts: pretrained with the same context
+        return ("pretrained", dataclasses.asdict(self.context_options())) if mode == "none" else None
 
     def audit_item(self, task: dict) -> str:
         return repr(self.item(task))   # the mean, the shuffle and the cosines: of these items

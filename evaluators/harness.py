@@ -266,34 +266,50 @@ class _Evaluation:
         self.model_ref = ModelRef(model if uses_model else None,
                                   model_revision(model) if uses_model else None)
         self.gen = generation.to_dict() if uses_model else None
-        key_fields = {"method": obj.config(), "model": self.model_ref.__dict__,
-                      "generation": self.gen,
-                      "device_kind": ("cuda" if device.startswith("cuda") else device)
-                      if uses_model else None,
-                      "dataset_sha256": bench.sha256, "config": config, "split": split,
-                      "seed": seed,
-                      "checkpoint": checkpoint_fingerprint(self.ckpt_path) if self.ckpt_path else None}
-        if obj.trainable and self.ckpt_path is None:
-            key_fields["trained_in_run"] = str(out.resolve())
-        if backend != "hf" and uses_model:
-            key_fields["backend"] = backend    # another engine's numerics: its own cache
-        if scoring != "generate":
-            if not uses_model:
-                raise UserError(f"method {method!r} uses no model: teacher-forced scoring does "
-                                f"not apply (use --scoring generate)")
-            key_fields["scoring"] = scoring
-        self.run_key = sha256_text(canonical_json(key_fields))[:20]
+        if scoring != "generate" and not uses_model:
+            raise UserError(f"method {method!r} uses no model: teacher-forced scoring does "
+                            f"not apply (use --scoring generate)")
+        self.run_key = self._key(obj, self.ckpt_path)
         self.cache_path = cache_root() / "predictions" / f"{self.run_key}.jsonl"
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         self.cached = _read_cache(self.cache_path)
+        # audit modes whose predictions are another method's: that run's cache (and key)
+        self.shared_modes: dict[str, Path] = {}
+        for mode in type(obj).audit_modes[1:]:
+            twin = obj.audit_equivalent(mode)
+            if twin is not None:
+                cls = get_method(twin[0])
+                twin_obj = cls(context, cls.Options(**twin[1]))
+                self.shared_modes[mode] = self.cache_path.with_name(
+                    f"{self._key(twin_obj, None)}.jsonl")
         self.ready: list[Path | None] = []   # the checkpoint, once the method can predict
         self.auditing = bool(type(obj).audit_modes) and getattr(obj.options, "audit", True)
         self.sinks: list[Sink] = [(None, self.cache_path, self.cached)]
         if self.auditing and scoring == "teacher-forced":
             # every audit configuration of a task scored in one pass (lower layers shared)
             self.sinks = [(m, path, _read_cache(path) if i else self.cached) for i, (m, path)
-                          in enumerate(_audit_caches(obj, self.every, self.cache_path, self.run_key))]
+                          in enumerate(_audit_caches(obj, self.every, self.cache_path, self.run_key,
+                                                        self.shared_modes))]
         self.n_new = 0
+
+    def _key(self, obj: Method, ckpt_path: Path | None) -> str:
+        """The run key of method ``obj`` (with this checkpoint) on this run's tasks, model,
+        generation settings, backend and scoring: its prediction cache's name."""
+        uses_model = type(obj).uses_model
+        key_fields = {"method": obj.config(), "model": self.model_ref.__dict__,
+                      "generation": self.gen,
+                      "device_kind": ("cuda" if self.device.startswith("cuda") else self.device)
+                      if uses_model else None,
+                      "dataset_sha256": self.bench.sha256, "config": self.config,
+                      "split": self.split, "seed": self.seed,
+                      "checkpoint": checkpoint_fingerprint(ckpt_path) if ckpt_path else None}
+        if obj.trainable and ckpt_path is None:
+            key_fields["trained_in_run"] = str(self.out.resolve())
+        if self.backend_name != "hf" and uses_model:
+            key_fields["backend"] = self.backend_name    # another engine's numerics: its own cache
+        if self.scoring != "generate":
+            key_fields["scoring"] = self.scoring
+        return sha256_text(canonical_json(key_fields))[:20]
 
     def ensure_ready(self) -> None:
         if not self.ready:
@@ -305,6 +321,9 @@ class _Evaluation:
 
     def missing(self, sinks: list[Sink]) -> dict[str, list[dict]]:
         """The tasks some sink lacks, by repository."""
+        for mode, path, have in sinks:
+            if mode in self.shared_modes:      # another run of this process may have filled it
+                have.update(_read_cache(path))
         by_repo: dict[str, list[dict]] = {}
         for t in self.tasks:
             if any(t["task_id"] not in have for _, _, have in sinks):
@@ -332,7 +351,8 @@ class _Evaluation:
         header = {"dataset_sha256": bench.sha256, "config": self.config, "split": self.split,
                   "method": self.method, "model": self.model_ref.name, "scoring": scoring}
         audit = _audit(obj, tasks, self.cache_path, self.run_key, out, self.predict_missing,
-                       self.ensure_ready, self.n_boot, scoring, self.every, header) \
+                       self.ensure_ready, self.n_boot, scoring, self.every, header,
+                       self.shared_modes) \
             if self.auditing else None
         if self.ready and self.ready[0] is not None:
             used_ckpt = self.ready[0]
@@ -374,9 +394,10 @@ def _predict_missing_joint(parts: list[tuple["_Evaluation", list[Sink]]]) -> lis
                 union.setdefault(repo, {})[t["task_id"]] = t
     if not union:
         return counts
+    seen: set[Path] = set()     # a cache two runs share (an audit mode's twin) is filled once
     for ev, sinks in parts:
         ev.ensure_ready()
-        entries += [(ev.obj, m, p, h) for m, p, h in sinks]
+        entries += [(ev.obj, m, p, h) for m, p, h in sinks if not (p in seen or seen.add(p))]
     order = {t["task_id"]: i for i, t in enumerate(parts[0][0].tasks)}
     by_repo = {r: sorted(ts.values(), key=lambda t: order.get(t["task_id"], len(order)))
                for r, ts in union.items()}
@@ -517,21 +538,23 @@ def _audit_scope(obj: Method, tasks: list[dict]) -> str:
     return sha256_text("\n".join(sorted({obj.audit_item(t) for t in tasks})))[:12]
 
 
-def _audit_caches(obj: Method, tasks: list[dict], cache_path: Path, run_key: str
-                  ) -> list[tuple[str, Path]]:
+def _audit_caches(obj: Method, tasks: list[dict], cache_path: Path, run_key: str,
+                  shared: dict[str, Path] | None = None) -> list[tuple[str, Path]]:
     """Each audit mode and its cache file: the run's own for the first mode; for the others
     one per audit scope, since a replacement adapter (the mean, a shuffle) depends on every
-    item of the evaluated tasks (and on nothing else of them)."""
-    modes = type(obj).audit_modes
+    item of the evaluated tasks (and on nothing else of them); ``shared``: modes whose
+    predictions are another method's, with that method's cache."""
+    modes, shared = type(obj).audit_modes, shared or {}
     scope = _audit_scope(obj, tasks)
-    return [(mode, cache_path if i == 0 else cache_path.with_name(
+    return [(mode, cache_path if i == 0 else shared.get(mode) or cache_path.with_name(
         f"{run_key}-{mode}{obj.audit_tag(mode)}-{scope}.jsonl"))
         for i, mode in enumerate(modes)]
 
 
 def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: Path,
            predict_missing, ensure_ready, n_boot: int, scoring: str = "generate",
-           every: list[dict] | None = None, header: dict | None = None) -> dict:
+           every: list[dict] | None = None, header: dict | None = None,
+           shared: dict[str, Path] | None = None) -> dict:
     """Score the same tasks with every audit mode's adapters (e.g. own, mean, shuffled):
     em micro and macro with repository-bootstrap CIs, the paired difference of the own
     adapter over each replacement, and the method's extra figures (adapter cosines)."""
@@ -539,7 +562,7 @@ def _audit(obj: Method, tasks: list[dict], cache_path: Path, run_key: str, out: 
     every = every if every is not None else tasks
     scope = _audit_scope(obj, every)
     scored = {}
-    for i, (mode, path) in enumerate(_audit_caches(obj, every, cache_path, run_key)):
+    for i, (mode, path) in enumerate(_audit_caches(obj, every, cache_path, run_key, shared)):
         have = _read_cache(path)
         if i > 0:
             predict_missing([(mode, path, have)])

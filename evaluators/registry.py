@@ -218,6 +218,13 @@ class Method:
         (so the other modes' cached predictions stay valid)."""
         return type(self).audit_revision.get(mode, "")
 
+    def audit_equivalent(self, mode: str) -> tuple[str, dict] | None:
+        """Another method (its name and options) whose predictions audit ``mode``'s are,
+        task for task, or None. The harness then reads and fills that method's prediction
+        cache for the mode, so e.g. a base-model mode is not predicted again for every
+        checkpoint when the pretrained run has it. Default: none."""
+        return None
+
     def audit_info(self) -> dict:
         """Extra audit figures (e.g. the pairwise cosine of the adapters) after ``prepare``."""
         return {}

@@ -760,3 +760,38 @@ def test_reconstruction_training_reproduces_per_repository_adapters(world, tmp_p
     with pytest.raises(UserError, match="needs targets="):
         train("code2lora-static", bench, "static", tmp_path / "bad2", model=str(tiny),
               options=[o for o in opts if not o.startswith("targets=")], progress=False)
+
+
+@pytest.mark.parametrize("scoring", ["generate", "teacher-forced"])
+def test_the_base_model_mode_is_the_pretrained_runs_cache(world, static_ckpt, tmp_path, monkeypatch,
+                                                          scoring):
+    """The audit's "none" mode is the base model on the same prompts, i.e. pretrained's
+    predictions: it reads and fills pretrained's cache, so the base model is predicted once
+    whichever runs first, alone or together."""
+    from evaluators.harness import RunSpec, evaluate_together
+    root, bench, tiny = world
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REPOPEFTBENCH_CACHE", str(cache))
+    res = evaluate(bench, "static", "test_in_repo", "code2lora-static", str(tiny), tmp_path / "c2l",
+                   checkpoint=static_ckpt, progress=False, scoring=scoring)
+    assert not list((cache / "predictions").glob("*-none*"))
+    base = evaluate(bench, "static", "test_in_repo", "pretrained", str(tiny), tmp_path / "base",
+                    progress=False, scoring=scoring)
+    assert base.n_predicted_now == 0                 # the audit's "none" mode predicted them
+    metric = "em" if scoring == "generate" else "tf_logprob"
+    none = res.audit["none"] if scoring == "generate" else res.audit["none"]["metrics"][metric]
+    assert none["micro"] == base.scores["metrics"][metric]["micro"]
+    if scoring == "generate":
+        assert (tmp_path / "c2l" / "predictions-none.jsonl").read_text().splitlines()[1:] == \
+            (tmp_path / "base" / "predictions.jsonl").read_text().splitlines()[1:]
+    # together, in one process, from an empty cache: each task's base model once
+    monkeypatch.setenv("REPOPEFTBENCH_CACHE", str(tmp_path / "cache2"))
+    out = evaluate_together(bench, "static", "test_in_repo", [
+        RunSpec("pretrained", tmp_path / "b2"),
+        RunSpec("code2lora-static", tmp_path / "c2", checkpoint=static_ckpt)],
+        model=str(tiny), progress=False, scoring=scoring)
+    base_cache = tmp_path / "cache2" / "predictions" / f"{out[0].run_key}.jsonl"
+    lines = [json.loads(x)["task_id"] for x in base_cache.read_text().splitlines() if x.strip()]
+    assert not list((tmp_path / "cache2" / "predictions").glob("*-none*"))
+    assert len(lines) == len(set(lines)) == out[0].scores["n_tasks"]
+    assert out[1].audit["none"] == res.audit["none"]
