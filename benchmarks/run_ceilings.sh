@@ -27,6 +27,9 @@
 # Text-to-LoRA (the same vector and budget, the per-layer head), the same budget; and
 # (STAGES=recon) the wide warm residual trained instead to reproduce per-repo-from-shared's
 # adapters (objective=reconstruct, RECON_STEPS steps at RECON_LR; no forward pass of the model).
+# TRACK=evolution STAGES=evo: Code2LoRA-Evo (an adapter per commit from the GRU state over
+# the repository's diffs, DIFF_SECTIONS files of each) as the same stabilised residual on
+# the evolution track's own shared-lora, with pretrained and shared-lora on the same tasks.
 # REPOS=N trains and scores the split's first N repositories only (by repo-id hash, nested):
 # a per-repository ceiling at a larger TASKS in a fraction of the time. To start it from an
 # existing shared-lora, link that checkpoint to OUT/ckpt/shared-lora first.
@@ -43,6 +46,7 @@
 #   bash benchmarks/run_ceilings.sh BENCH OUT [MODEL]
 set -euo pipefail
 BENCH=$1; OUT=$2; MODEL=${3:-qwen2.5-coder-0.5b}
+TRACK=${TRACK:-static}   # evolution: the stages on the evolution track (use another OUT)
 INPUT=${INPUT:-512}; TOP=${TOP:-8}; EPOCHS=${EPOCHS:-2}; SPLIT=${SPLIT:-test_in_repo}
 TASKS=${TASKS:-0}; EXAMPLES_LIMIT=${EXAMPLES_LIMIT:-400}; STAGES=${STAGES:-ceilings,code2lora}
 LIMIT=${LIMIT:-0}   # tasks scored (a fixed hash sample); 0: every task of the split
@@ -61,14 +65,14 @@ RESIDUAL=(--option head=residual --option stabilise=true --option learning_rate=
 train() {  # name method options...
     local name=$1 m=$2; shift 2
     [ -f "$OUT/ckpt/$name/method.json" ] || repopeftbench train --method "$m" --dataset "$BENCH" \
-        --config static --model "$MODEL" --out "$OUT/ckpt/$name" --no-progress "${COMMON[@]}" "$@" \
+        --config "$TRACK" --model "$MODEL" --out "$OUT/ckpt/$name" --no-progress "${COMMON[@]}" "$@" \
         > "$OUT/train-$name.log" 2>&1
 }
 run() { echo "$RUNS/$1=$2${3:+,checkpoint=$OUT/ckpt/$3}"; }   # an evaluate-together run
 together() {  # run specs...
     [ -z "$TRAIN_ONLY" ] || return 0
     local args=(); for r in "$@"; do args+=(--run "$r"); done
-    repopeftbench evaluate-together --dataset "$BENCH" --config static --split "$SPLIT" \
+    repopeftbench evaluate-together --dataset "$BENCH" --config "$TRACK" --split "$SPLIT" \
         --model "$MODEL" --max-input-tokens "$INPUT" --scoring "$SCORING" --no-progress \
         $([ "$LIMIT" != 0 ] && echo --limit "$LIMIT") $([ "$REPOS" != 0 ] && echo --repos "$REPOS") \
         "${args[@]}"
@@ -147,6 +151,14 @@ if [[ $STAGES == *recon* ]]; then       # the warm residual of BASIS adapters, t
     together "$(run shared-lora shared-lora shared-lora)" \
         "$(run "c2l-recon-b$BASIS" code2lora-static "c2l-recon-b$BASIS")" > "$RUNS/recon.txt"
 fi
+if [[ $STAGES == *evo* ]]; then         # TRACK=evolution: Code2LoRA-Evo's stabilised residual on
+    train shared-lora shared-lora       # this track's frozen shared-lora (diffs without git's
+    train evo-warm code2lora-evo --option max_chunks=1 "${RESIDUAL[@]}" \
+        --option init_shared="$OUT/ckpt/shared-lora" --option diff_sections="${DIFF_SECTIONS:-4}" \
+        --option evo_layernorm=true --option evo_init_mlp=true    # headers; the published norms)
+    together "$(run pretrained pretrained)" "$(run shared-lora shared-lora shared-lora)" \
+        "$(run evo-warm code2lora-evo evo-warm)" > "$RUNS/evo.txt"
+fi
 if [[ $STAGES == *text2lora* ]]; then   # Code2LoRA-Static's vector and budget, per-layer head
     train shared-lora shared-lora
     train text2lora text2lora --option max_chunks=1 --option stabilise=true --option learning_rate=2e-4
@@ -168,7 +180,7 @@ if [[ $STAGES == *score* ]]; then       # pretrained and every trained checkpoin
     done
     together "${specs[@]}" > "$RUNS/score.txt"
 fi
-for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual c2l-card c2l-card-base c2l-warm c2l-warm-b32 c2l-recon-b32 text2lora; do
+for run in pretrained per-repo-lora repo-vector per-repo-from-shared c2l-residual c2l-card c2l-card-base c2l-warm c2l-warm-b32 c2l-recon-b32 text2lora evo-warm; do
     [ -f "$RUNS/$run/results.json" ] || continue
     for label in "" prefix repository none; do
         for metric in $([ "$SCORING" = generate ] && echo em || echo tf_em tf_logprob); do
