@@ -17,6 +17,10 @@ import json
 from pathlib import Path
 
 LABELS = (None, "prefix", "repository", "none")
+# the two metrics of every table: teacher-forced runs' (strict em without decoding, the
+# target's log-likelihood), or generated runs' (exact match, edit similarity); main() sets it
+METRICS = ("tf_em", "tf_logprob")
+UNITS = {"tf_em": "points", "tf_logprob": "nats/token", "em": "points", "edit_sim": "points"}
 
 
 def _pct(x: float) -> str:
@@ -40,8 +44,12 @@ def main() -> None:
         raise SystemExit(f"{root}: no run {args.reference!r} (runs: {', '.join(runs)})")
     scored = {r: read_scored(root / r, args.dataset) for r in runs}
     ref = scored[args.reference]
+    global METRICS
+    scoring = json.loads((root / args.reference / "results.json").read_text()).get("scoring")
+    METRICS = ("tf_em", "tf_logprob") if scoring == "teacher-forced" else ("em", "edit_sim")
+    m0, m1 = METRICS
 
-    print("| run | tasks | repos | tf_em % | tf_logprob | training |")
+    print(f"| run | tasks | repos | {m0} | {m1} | training |")
     print("|---|---|---|---|---|---|")
     for r in runs:
         m = summarise(scored[r], n_boot=200)["metrics"]
@@ -57,11 +65,11 @@ def main() -> None:
         if any(f.get("objective") == "reconstruct" for f in found):   # no token is read
             train_s = f"{wall:.0f} s of reconstruction (+ its target adapters')"
         print(f"| {r} | {len(scored[r])} | {len({s.repo_id for s in scored[r]})} | "
-              f"{m['tf_em']['micro']:.1f} | {m['tf_logprob']['micro']:.3f} | {train_s} |")
+              f"{m[m0]['micro']:.1f} | {m[m1]['micro']:.3f} | {train_s} |")
 
-    print(f"\nPaired against {args.reference} (run - {args.reference}; points of tf_em, "
-          f"nats/token of tf_logprob; [95% CI] (detectable)):\n")
-    print("| run | label | tasks | repos | tf_em | tf_logprob |")
+    print(f"\nPaired against {args.reference} (run - {args.reference}; {UNITS[m0]} of {m0}, "
+          f"{UNITS[m1]} of {m1}; [95% CI] (detectable)):\n")
+    print(f"| run | label | tasks | repos | {m0} | {m1} |")
     print("|---|---|---|---|---|---|")
     for r in runs:
         if r == args.reference:
@@ -72,14 +80,14 @@ def main() -> None:
             if not a or not b or not {s.task_id for s in a} & {s.task_id for s in b}:
                 continue
             cells = []
-            for metric in ("tf_em", "tf_logprob"):
+            for metric in METRICS:
                 c = paired_comparison(a, b, metric=metric)
                 cells.append(f"{_pct(c['delta'])} [{_pct(c['ci'][0])}, {_pct(c['ci'][1])}] "
                              f"({c['mde']:.2f})")
             print(f"| {r} | {label or 'all'} | {c['n_tasks']} | {c['n_repos']} | {cells[0]} | {cells[1]} |")
 
     print("\nAudits (the run's own configuration minus each replacement, same tasks):\n")
-    print("| run | comparison | tf_em | tf_logprob |")
+    print(f"| run | comparison | {m0} | {m1} |")
     print("|---|---|---|---|")
     per_repo = {}
     for r in runs:
@@ -105,7 +113,7 @@ def main() -> None:
             if not path.exists():
                 continue
             other = [s for s in read_scored_mode(path, args.dataset) if s.knowledge_source == label]
-            c, lp = (paired_comparison(other, own, metric=m) for m in ("tf_em", "tf_logprob"))
+            c, lp = (paired_comparison(other, own, metric=m) for m in METRICS)
             print(f"| {r} | {modes[0]} - {mode}, {label} label ({c['n_tasks']} tasks, "
                   f"{c['n_repos']} repos) | {_pct(c['delta'])} [{_pct(c['ci'][0])}, "
                   f"{_pct(c['ci'][1])}] ({c['mde']:.2f}) | {_pct(lp['delta'])} "
@@ -119,11 +127,11 @@ def main() -> None:
             for s in scored[r]:
                 if s.task_id in other:
                     diffs.setdefault(s.repo_id, []).append(
-                        s.scores["tf_logprob"] - other[s.task_id].scores["tf_logprob"])
+                        s.scores[m1] - other[s.task_id].scores[m1])
             per_repo[r] = (rep, {k: sum(v) / len(v) for k, v in diffs.items()})
     overlap_table(root, runs, scored, args.dataset)
     if per_repo:
-        print("\nOwn minus the replacement per repository (tf_logprob, nats/token; the plot):\n")
+        print(f"\nOwn minus the replacement per repository ({m1}, {UNITS[m1]}; the plot):\n")
         print("| run | own - | repositories | above 0 | min | median | max |")
         print("|---|---|---|---|---|---|---|")
         for r, (rep, d) in sorted(per_repo.items()):
@@ -133,7 +141,7 @@ def main() -> None:
     if len(per_repo) > 1:     # do runs gain on the same repositories?
         from scipy.stats import spearmanr
         print("\nSpearman correlation of two runs' own minus replacement per repository "
-              "(tf_logprob; the repositories both have):\n")
+              f"({m1}; the repositories both have):\n")
         print("| run | run | repositories | rho | p |")
         print("|---|---|---|---|---|")
         names = sorted(per_repo)
@@ -157,7 +165,7 @@ def main() -> None:
                    color=["tab:green" if v > 0 else "tab:red" for _, v in items])
             ax.axhline(0, color="black", linewidth=0.8)
             what = "leave-one-out mean adapter" if rep == "mean" else f"{rep} adapter"
-            ax.set_title(f"{r}: own - {what}, tf_logprob (nats/token), "
+            ax.set_title(f"{r}: own - {what}, {m1} ({UNITS[m1]}), "
                          f"per repository ({len(items)})")
             ax.set_xticks([])
         fig.tight_layout()
@@ -188,7 +196,7 @@ def overlap_table(root: Path, runs: list[str], scored: dict, dataset: str) -> No
                 b = [s for s in scored[r] if overlap[s.task_id] == group]
                 if not a or not b:
                     continue
-                c, lp = (paired_comparison(a, b, metric=m) for m in ("tf_em", "tf_logprob"))
+                c, lp = (paired_comparison(a, b, metric=m) for m in METRICS)
                 rows.append(f"| {r} | {modes[0]} - {mode} | {group} | {c['n_tasks']} | "
                             f"{c['n_repos']} | {_pct(c['delta'])} [{_pct(c['ci'][0])}, "
                             f"{_pct(c['ci'][1])}] ({c['mde']:.2f}) | {_pct(lp['delta'])} "
@@ -196,7 +204,7 @@ def overlap_table(root: Path, runs: list[str], scored: dict, dataset: str) -> No
     if rows:
         print("\nAudits by the test task's overlap with the training tasks (same test "
               "function, same test file, neither):\n")
-        print("| run | comparison | overlap | tasks | repos | tf_em | tf_logprob |")
+        print(f"| run | comparison | overlap | tasks | repos | {METRICS[0]} | {METRICS[1]} |")
         print("|---|---|---|---|---|---|---|")
         print("\n".join(rows))
 
