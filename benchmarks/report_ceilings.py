@@ -18,8 +18,8 @@ from pathlib import Path
 
 LABELS = (None, "prefix", "repository", "none")
 # the two metrics of every table: teacher-forced runs' (strict em without decoding, the
-# target's log-likelihood), or generated runs' (exact match, edit similarity); main() sets it
-METRICS = ("tf_em", "tf_logprob")
+# target's log-likelihood), or generated runs' (exact match, edit similarity)
+METRICS = {"teacher-forced": ("tf_em", "tf_logprob"), "generate": ("em", "edit_sim")}
 UNITS = {"tf_em": "points", "tf_logprob": "nats/token", "em": "points", "edit_sim": "points"}
 
 
@@ -44,10 +44,9 @@ def main() -> None:
         raise SystemExit(f"{root}: no run {args.reference!r} (runs: {', '.join(runs)})")
     scored = {r: read_scored(root / r, args.dataset) for r in runs}
     ref = scored[args.reference]
-    global METRICS
     scoring = json.loads((root / args.reference / "results.json").read_text()).get("scoring")
-    METRICS = ("tf_em", "tf_logprob") if scoring == "teacher-forced" else ("em", "edit_sim")
-    m0, m1 = METRICS
+    metrics = METRICS["teacher-forced" if scoring == "teacher-forced" else "generate"]
+    m0, m1 = metrics
 
     print(f"| run | tasks | repos | {m0} | {m1} | training |")
     print("|---|---|---|---|---|---|")
@@ -80,7 +79,7 @@ def main() -> None:
             if not a or not b or not {s.task_id for s in a} & {s.task_id for s in b}:
                 continue
             cells = []
-            for metric in METRICS:
+            for metric in metrics:
                 c = paired_comparison(a, b, metric=metric)
                 cells.append(f"{_pct(c['delta'])} [{_pct(c['ci'][0])}, {_pct(c['ci'][1])}] "
                              f"({c['mde']:.2f})")
@@ -113,7 +112,7 @@ def main() -> None:
             if not path.exists():
                 continue
             other = [s for s in read_scored_mode(path, args.dataset) if s.knowledge_source == label]
-            c, lp = (paired_comparison(other, own, metric=m) for m in METRICS)
+            c, lp = (paired_comparison(other, own, metric=m) for m in metrics)
             print(f"| {r} | {modes[0]} - {mode}, {label} label ({c['n_tasks']} tasks, "
                   f"{c['n_repos']} repos) | {_pct(c['delta'])} [{_pct(c['ci'][0])}, "
                   f"{_pct(c['ci'][1])}] ({c['mde']:.2f}) | {_pct(lp['delta'])} "
@@ -129,7 +128,7 @@ def main() -> None:
                     diffs.setdefault(s.repo_id, []).append(
                         s.scores[m1] - other[s.task_id].scores[m1])
             per_repo[r] = (rep, {k: sum(v) / len(v) for k, v in diffs.items()})
-    overlap_table(root, runs, scored, args.dataset)
+    overlap_table(root, runs, scored, args.dataset, metrics)
     if per_repo:
         print(f"\nOwn minus the replacement per repository ({m1}, {UNITS[m1]}; the plot):\n")
         print("| run | own - | repositories | above 0 | min | median | max |")
@@ -173,7 +172,8 @@ def main() -> None:
         print(f"\nplot: {args.plot}")
 
 
-def overlap_table(root: Path, runs: list[str], scored: dict, dataset: str) -> None:
+def overlap_table(root: Path, runs: list[str], scored: dict, dataset: str,
+                  metrics: tuple[str, str]) -> None:
     """Each audit (own - replacement) by the test task's overlap with the training tasks:
     what an adapter gains on test files it trained on is not what it gains on new ones."""
     from evaluators.report import OVERLAPS, training_overlap
@@ -196,7 +196,7 @@ def overlap_table(root: Path, runs: list[str], scored: dict, dataset: str) -> No
                 b = [s for s in scored[r] if overlap[s.task_id] == group]
                 if not a or not b:
                     continue
-                c, lp = (paired_comparison(a, b, metric=m) for m in METRICS)
+                c, lp = (paired_comparison(a, b, metric=m) for m in metrics)
                 rows.append(f"| {r} | {modes[0]} - {mode} | {group} | {c['n_tasks']} | "
                             f"{c['n_repos']} | {_pct(c['delta'])} [{_pct(c['ci'][0])}, "
                             f"{_pct(c['ci'][1])}] ({c['mde']:.2f}) | {_pct(lp['delta'])} "
@@ -204,7 +204,7 @@ def overlap_table(root: Path, runs: list[str], scored: dict, dataset: str) -> No
     if rows:
         print("\nAudits by the test task's overlap with the training tasks (same test "
               "function, same test file, neither):\n")
-        print(f"| run | comparison | overlap | tasks | repos | {METRICS[0]} | {METRICS[1]} |")
+        print(f"| run | comparison | overlap | tasks | repos | {metrics[0]} | {metrics[1]} |")
         print("|---|---|---|---|---|---|---|")
         print("\n".join(rows))
 
